@@ -1,0 +1,209 @@
+"""`steward`: the server's command line (database, tenants, users, PINs, serving)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from steward.server.settings import Settings, load_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Steward server administration.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
+user_app = typer.Typer(help="Users of a tenant.", no_args_is_help=True)
+pin_app = typer.Typer(help="Enrollment PINs.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(user_app, name="user")
+app.add_typer(pin_app, name="pin")
+
+err = Console(stderr=True)
+
+
+def _run_with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
+    """Run `work(session)` in one transaction, committed when it returns."""
+    from steward.server.db.engine import create_engine, create_session_factory
+
+    async def main() -> T:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with create_session_factory(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    from steward.server.errors import StewardError
+
+    if isinstance(exc, StewardError):
+        err.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+    else:
+        err.print(f"[red]error[/red]: {exc}")
+    return typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Migrate the database at STEWARD_DATABASE_URL to the latest schema."""
+    from steward.server.db.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings.effective_database_url, revision)
+    err.print(f"database at revision {revision}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+) -> None:
+    """Run the server (API, console and agent gateway)."""
+    import uvicorn
+
+    from steward.server.app import create_app
+
+    settings = load_settings()
+    settings.effective_secret_key  # noqa: B018 - create the key before workers race for it
+    uvicorn.run(create_app(settings), **uvicorn_options(host, port))
+
+
+def uvicorn_options(host: str, port: int) -> dict[str, object]:
+    from steward.protocol import MAX_MESSAGE_BYTES
+
+    return {
+        "host": host,
+        "port": port,
+        "ws": "websockets-sansio",
+        "ws_max_size": MAX_MESSAGE_BYTES,
+        "ws_per_message_deflate": False,  # no per-connection compression buffers
+        "ws_ping_interval": 30.0,
+        "ws_ping_timeout": 30.0,
+        "proxy_headers": False,
+        "server_header": False,
+        "log_level": os.environ.get("STEWARD_LOG_LEVEL", "info").lower(),
+        "timeout_graceful_shutdown": 5,
+    }
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: str,
+    name: Annotated[str, typer.Option(help="display name")],
+    locale: Annotated[str, typer.Option(help="console language: en or ko")] = "en",
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Asia/Seoul")] = "UTC",
+) -> None:
+    """Create a tenant (with its default group `all`)."""
+    from steward.server.tenancy import service
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        return await service.create_tenant(session, slug, name, locale=locale, timezone=timezone)
+
+    try:
+        tenant = _run_with_session(load_settings(), work)
+    except Exception as exc:
+        raise _fail(exc) from None
+    typer.echo(f"tenant {tenant.slug} created ({tenant.id})")
+
+
+@user_app.command("create")
+def user_create(
+    tenant: Annotated[str, typer.Option(help="tenant slug")],
+    email: Annotated[str, typer.Option(help="login e-mail")],
+    role: Annotated[str, typer.Option(help="ADMIN, PM, ENGINEER, DEPLOY_ENGINEER, VIEWER")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
+) -> None:
+    """Create a user. The password comes from STEWARD_PASSWORD or --password-stdin."""
+    from steward.server.accounts import service
+    from steward.server.accounts.models import Role
+    from steward.server.tenancy.service import get_tenant_by_slug
+
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else os.environ.get("STEWARD_PASSWORD", "")
+    )
+    if not password:
+        err.print("[red]error[/red]: set STEWARD_PASSWORD or pass --password-stdin")
+        raise typer.Exit(2)
+    try:
+        role_value = Role(role.upper())
+    except ValueError:
+        err.print(f"[red]error[/red]: unknown role {role!r}")
+        raise typer.Exit(2) from None
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        found = await get_tenant_by_slug(session, tenant)
+        return await service.create_user(session, found, email, password, role_value)
+
+    try:
+        user = _run_with_session(load_settings(), work)
+    except Exception as exc:
+        raise _fail(exc) from None
+    typer.echo(f"user {user.email} created in {tenant} as {role_value}")
+
+
+@pin_app.command("create")
+def pin_create(
+    tenant: Annotated[str, typer.Option(help="tenant slug")],
+    group: Annotated[str | None, typer.Option(help="group the device joins")] = None,
+    ttl: Annotated[int, typer.Option(help="seconds the PIN stays valid")] = 600,
+) -> None:
+    """Create a single-use enrollment PIN. The PIN alone is printed on the last line."""
+    from steward.server.devices.enrollment import create_pin
+    from steward.server.tenancy.service import get_tenant_by_slug
+
+    settings = load_settings()
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        found = await get_tenant_by_slug(session, tenant)
+        return await create_pin(
+            session,
+            settings.effective_secret_key,
+            found,
+            group_name=group,
+            ttl_s=ttl,
+            created_by="cli",
+        )
+
+    try:
+        pin, row, group_row = _run_with_session(settings, work)
+    except Exception as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"PIN for tenant {tenant}, group {group_row.name}, "
+        f"valid until {row.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    typer.echo(pin)
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    with_agent: Annotated[bool, typer.Option(help="enroll and run a local agent")] = True,
+) -> None:
+    """Set up a demo installation and run it: migrate, create tenant `demo` and an admin,
+    enroll a local agent, serve. Ctrl-C stops everything."""
+    from steward.server.demo import run_demo
+
+    raise typer.Exit(run_demo(load_settings(), host, port, with_agent=with_agent))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

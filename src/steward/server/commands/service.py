@@ -1,0 +1,171 @@
+"""Commands: create (committed before dispatch), state transitions, results.
+
+Operator-facing functions take a tenant-bound session; the agent-facing ones (`pending_for`,
+`mark_*`, `record_result`) are called by the gateway with a system session and are keyed by the
+device the agent authenticated as, so an agent can only touch its own commands.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import case, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from steward.protocol import CommandDispatch, CommandResult, CommandStatus, CommandType
+from steward.server.accounts.service import Principal
+from steward.server.commands.models import Command
+from steward.server.commands.schemas import CommandCreate, CommandPublic
+from steward.server.db.base import utcnow
+from steward.server.devices.service import require_device
+from steward.server.errors import NotFound
+
+_IN_FLIGHT = (CommandStatus.QUEUED, CommandStatus.SENT, CommandStatus.RUNNING)
+
+
+async def create_command(
+    session: AsyncSession,
+    principal: Principal,
+    device_id: uuid.UUID,
+    request: CommandCreate,
+    default_timeout_s: float,
+) -> Command:
+    device = await require_device(session, device_id)
+    command = Command(
+        device_id=device.id,
+        type=request.type,
+        payload=request.payload.model_dump(exclude_none=True),
+        status=CommandStatus.QUEUED,
+        timeout_s=request.timeout_s or default_timeout_s,
+        created_by=principal.email,
+        stdout="",
+        stderr="",
+        error="",
+    )
+    session.add(command)
+    await session.flush()
+    return command
+
+
+async def get_command(session: AsyncSession, command_id: uuid.UUID) -> CommandPublic:
+    command = await session.scalar(select(Command).where(Command.id == command_id))
+    if command is None:
+        raise NotFound("no such command", code="command_not_found")
+    return CommandPublic.model_validate(command, from_attributes=True)
+
+
+async def list_device_commands(
+    session: AsyncSession, device_id: uuid.UUID, limit: int = 20
+) -> list[CommandPublic]:
+    await require_device(session, device_id)
+    rows = await session.scalars(
+        select(Command)
+        .where(Command.device_id == device_id)
+        .order_by(Command.created_at.desc())
+        .limit(limit)
+    )
+    return [CommandPublic.model_validate(c, from_attributes=True) for c in rows]
+
+
+def to_dispatch(command: Command) -> CommandDispatch:
+    return CommandDispatch(
+        command_id=str(command.id),
+        command_type=CommandType(command.type),
+        payload=command.payload,
+        timeout_s=command.timeout_s,
+    )
+
+
+async def pending_for(
+    session: AsyncSession, device_id: uuid.UUID, *, resend_after_s: float | None = None
+) -> Sequence[Command]:
+    """Commands the agent should have. With `resend_after_s`, sent/running ones are included
+    only when they were sent that long ago (a poll answer may have been lost); without it, all
+    unfinished ones are (a new connection: the agent's ledger drops what it already ran)."""
+    condition = Command.status == CommandStatus.QUEUED
+    if resend_after_s is None:
+        condition = Command.status.in_(list(_IN_FLIGHT))
+    else:
+        stale = utcnow() - timedelta(seconds=resend_after_s)
+        condition = or_(
+            condition,
+            Command.status.in_([CommandStatus.SENT, CommandStatus.RUNNING])
+            & (Command.sent_at < stale),
+        )
+    rows = await session.scalars(
+        select(Command)
+        .where(Command.device_id == device_id, condition)
+        .order_by(Command.created_at)
+    )
+    return rows.all()
+
+
+async def mark_sent(session: AsyncSession, device_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
+    if not ids:
+        return
+    await session.execute(
+        update(Command)
+        .where(
+            Command.device_id == device_id,
+            Command.id.in_(list(ids)),
+            Command.status.in_(list(_IN_FLIGHT)),
+        )
+        .values(
+            # a re-sent command that is already running stays running
+            status=case(
+                (Command.status == CommandStatus.RUNNING, CommandStatus.RUNNING.value),
+                else_=CommandStatus.SENT.value,
+            ),
+            sent_at=utcnow(),
+        )
+    )
+
+
+async def mark_running(session: AsyncSession, device_id: uuid.UUID, command_id: str) -> None:
+    parsed = _parse_id(command_id)
+    if parsed is None:
+        return
+    await session.execute(
+        update(Command)
+        .where(
+            Command.device_id == device_id,
+            Command.id == parsed,
+            Command.status.in_([CommandStatus.QUEUED, CommandStatus.SENT]),
+        )
+        .values(status=CommandStatus.RUNNING, started_at=utcnow())
+    )
+
+
+async def record_result(session: AsyncSession, device_id: uuid.UUID, result: CommandResult) -> bool:
+    """Store a final result once; a repeated result for the same command changes nothing."""
+    parsed = _parse_id(result.command_id)
+    if parsed is None:
+        return False
+    outcome = await session.execute(
+        update(Command)
+        .where(
+            Command.device_id == device_id,
+            Command.id == parsed,
+            Command.status.in_(list(_IN_FLIGHT)),
+        )
+        .values(
+            status=result.status,
+            exit_code=result.exit_code,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            stdout_truncated=result.stdout_truncated,
+            stderr_truncated=result.stderr_truncated,
+            error=result.error,
+            finished_at=utcnow(),
+        )
+    )
+    return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+
+def _parse_id(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

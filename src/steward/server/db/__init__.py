@@ -1,0 +1,1 @@
+"""Database glue: engine, sessions, base model, tenant filter, migrations. No business rules."""

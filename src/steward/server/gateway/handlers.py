@@ -1,0 +1,86 @@
+"""What the server does with each agent message. Shared by the WebSocket and the poll endpoint."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from steward.protocol import (
+    CommandAck,
+    CommandResult,
+    FullHeartbeat,
+    Hello,
+    LightHeartbeat,
+)
+from steward.server.commands import service as commands
+from steward.server.db.base import utcnow
+from steward.server.devices.enrollment import AgentIdentity
+from steward.server.devices.models import Device
+from steward.server.gateway.hub import AgentHub
+
+log = logging.getLogger(__name__)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+AgentMessageT = Hello | LightHeartbeat | FullHeartbeat | CommandAck | CommandResult
+
+
+async def handle_message(
+    hub: AgentHub,
+    session: AsyncSession,
+    identity: AgentIdentity,
+    message: AgentMessageT,
+    *,
+    transport: str,
+    interval_s: float,
+) -> None:
+    """Apply one message. Database writes are left for the caller to commit."""
+    device_id = identity.device_id
+    if isinstance(message, LightHeartbeat):
+        hub.status.seen(
+            device_id,
+            identity.tenant_id,
+            transport=transport,
+            interval_s=interval_s,
+            heartbeat=message,
+        )
+    elif isinstance(message, FullHeartbeat):
+        hub.status.seen(device_id, identity.tenant_id, transport=transport, interval_s=interval_s)
+        await session.execute(
+            update(Device)
+            .where(Device.id == device_id)
+            .values(
+                hostname=message.hostname,
+                os_name=message.os_name,
+                os_version=message.os_version,
+                architecture=message.architecture,
+                cpu_model=message.cpu_model,
+                cpu_cores=message.cpu_cores,
+                memory_total_bytes=message.memory_total_bytes,
+                serial_number=message.serial_number,
+                boot_time=_aware(message.boot_time),
+                disks=[d.model_dump() for d in message.disks],
+                top_processes=[p.model_dump() for p in message.top_processes],
+                inventory_at=utcnow(),
+            )
+        )
+    elif isinstance(message, Hello):
+        await session.execute(
+            update(Device)
+            .where(Device.id == device_id)
+            .values(agent_version=message.agent_version, hostname=message.hostname)
+        )
+    elif isinstance(message, CommandAck):
+        await commands.mark_running(session, device_id, message.command_id)
+    elif isinstance(message, CommandResult) and not await commands.record_result(
+        session, device_id, message
+    ):
+        log.debug("ignored repeated or unknown result %s", message.command_id)

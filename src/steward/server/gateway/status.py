@@ -1,0 +1,169 @@
+"""Write-behind of live device state.
+
+Light heartbeats only touch memory; a flusher writes everything that changed in one transaction
+per interval (latest state upserted, one history row per sample). The offline sweep marks silent
+devices offline with one UPDATE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from steward.protocol import LightHeartbeat
+from steward.server.db.base import utcnow
+from steward.server.devices.models import DeviceMetric, DeviceStatus
+
+log = logging.getLogger(__name__)
+_CHUNK = 500  # rows per statement: stays under SQLite's bound-parameter limit
+
+
+@dataclass(slots=True)
+class _Pending:
+    tenant_id: uuid.UUID
+    online: bool
+    last_seen: datetime
+    interval_s: float
+    transport: str
+    sample: LightHeartbeat | None = None
+    history: list[tuple[datetime, float, float]] = field(default_factory=list)
+
+
+class StatusBuffer:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], missed_heartbeats_offline: int
+    ) -> None:
+        self._sessions = sessions
+        self._missed = missed_heartbeats_offline
+        self._pending: dict[uuid.UUID, _Pending] = {}
+        self._lock = asyncio.Lock()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def seen(
+        self,
+        device_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        *,
+        transport: str,
+        interval_s: float,
+        heartbeat: LightHeartbeat | None = None,
+    ) -> None:
+        now = utcnow()
+        entry = self._pending.get(device_id)
+        if entry is None:
+            entry = _Pending(tenant_id, True, now, interval_s, transport)
+            self._pending[device_id] = entry
+        entry.online, entry.last_seen = True, now
+        entry.interval_s, entry.transport = interval_s, transport
+        if heartbeat is not None:
+            entry.sample = heartbeat
+            entry.history.append((now, heartbeat.cpu_percent, heartbeat.memory_percent))
+
+    def offline(self, device_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
+        entry = self._pending.get(device_id)
+        if entry is None:
+            entry = _Pending(tenant_id, False, utcnow(), 0, "")
+            self._pending[device_id] = entry
+        entry.online = False
+
+    async def flush(self) -> int:
+        """Write what changed since the last flush. Returns the number of devices written."""
+        async with self._lock:
+            pending, self._pending = self._pending, {}
+            if not pending:
+                return 0
+            try:
+                async with self._sessions() as session:
+                    await self._write(session, pending)
+                    await session.commit()
+            except Exception:
+                # Keep what failed unless newer state arrived meanwhile; retried next interval.
+                for device_id, entry in pending.items():
+                    self._pending.setdefault(device_id, entry)
+                raise
+            return len(pending)
+
+    async def _write(self, session: AsyncSession, pending: dict[uuid.UUID, _Pending]) -> None:
+        dialect = session.bind.dialect.name
+        with_sample: list[dict[str, Any]] = []
+        presence: list[dict[str, Any]] = []
+        offline_ids: list[uuid.UUID] = []
+        history: list[dict[str, Any]] = []
+        for device_id, entry in pending.items():
+            if not entry.online:
+                offline_ids.append(device_id)
+                continue
+            row: dict[str, Any] = {
+                "device_id": device_id,
+                "tenant_id": entry.tenant_id,
+                "online": True,
+                "last_seen": entry.last_seen,
+                "offline_after": entry.last_seen
+                + timedelta(seconds=entry.interval_s * self._missed + 1),
+                "heartbeat_interval_s": entry.interval_s,
+                "transport": entry.transport,
+            }
+            if entry.sample is None:
+                presence.append(row)
+                continue
+            sample = entry.sample
+            row.update(
+                cpu_percent=sample.cpu_percent,
+                memory_percent=sample.memory_percent,
+                ip_addresses=list(sample.ip_addresses),
+                uptime_s=sample.uptime_s,
+                logged_in_users=list(sample.logged_in_users),
+            )
+            with_sample.append(row)
+            history.extend(
+                {
+                    "tenant_id": entry.tenant_id,
+                    "device_id": device_id,
+                    "at": at,
+                    "cpu_percent": cpu,
+                    "memory_percent": mem,
+                }
+                for at, cpu, mem in entry.history
+            )
+        for rows in (with_sample, presence):
+            for start in range(0, len(rows), _CHUNK):
+                await session.execute(_upsert(dialect, rows[start : start + _CHUNK]))
+        for start in range(0, len(history), _CHUNK):
+            await session.execute(insert(DeviceMetric), history[start : start + _CHUNK])
+        if offline_ids:
+            await session.execute(
+                update(DeviceStatus)
+                .where(DeviceStatus.device_id.in_(offline_ids))
+                .values(online=False)
+            )
+
+    async def sweep_offline(self) -> int:
+        """Mark devices that missed their heartbeats offline. Returns how many."""
+        async with self._sessions() as session:
+            result = await session.execute(
+                update(DeviceStatus)
+                .where(DeviceStatus.online == true(), DeviceStatus.offline_after < utcnow())
+                .values(online=False)
+            )
+            await session.commit()
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _upsert(dialect: str, rows: list[dict[str, Any]]) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(DeviceStatus).values(rows)
+    columns = [key for key in rows[0] if key != "device_id"]
+    return statement.on_conflict_do_update(
+        index_elements=[DeviceStatus.device_id],
+        set_={column: statement.excluded[column] for column in columns},
+    )

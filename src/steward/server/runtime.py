@@ -1,0 +1,82 @@
+"""Everything a running server holds: settings, database, bus, agent hub, background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from steward.server.bus import Bus
+from steward.server.bus.memory import InMemoryBus
+from steward.server.db.engine import create_engine, create_session_factory
+from steward.server.gateway.hub import AgentHub
+from steward.server.gateway.status import StatusBuffer
+from steward.server.ratelimit import SlidingWindowLimiter
+from steward.server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    bus: Bus
+    status: StatusBuffer
+    hub: AgentHub
+    pin_failures: SlidingWindowLimiter
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        engine = create_engine(settings.effective_database_url)
+        sessions = create_session_factory(engine)
+        bus = InMemoryBus()
+        status = StatusBuffer(sessions, settings.missed_heartbeats_offline)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            bus=bus,
+            status=status,
+            hub=AgentHub(settings, sessions, bus, status),
+            pin_failures=SlidingWindowLimiter(settings.pin_failures_per_minute, 60.0),
+        )
+
+    async def start(self) -> None:
+        await self.bus.start()
+        s = self.settings
+        self._tasks = [
+            self._every(s.status_flush_interval_s, self.status.flush, "status flush"),
+            self._every(s.offline_sweep_interval_s, self.status.sweep_offline, "offline sweep"),
+            self._every(1.0, self.hub.expire_watches, "watch expiry"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.status.flush()  # keep the last states of a clean shutdown
+        await self.bus.stop()
+        await self.engine.dispose()
+
+    def _every(
+        self, interval_s: float, job: Callable[[], Awaitable[object]], name: str
+    ) -> asyncio.Task[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                try:
+                    await job()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning("%s failed; retrying in %.0f s", name, interval_s, exc_info=True)
+
+        return asyncio.create_task(loop(), name=name)

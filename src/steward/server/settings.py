@@ -1,0 +1,85 @@
+"""All server configuration, read once from the environment (prefix `STEWARD_`)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "dev", "steward"}
+_SECRET_FILE = "secret_key"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STEWARD_", extra="ignore")
+
+    environment: str = Field(default="development", description="development | production")
+    data_dir: Path = Field(default=Path("data"))
+    database_url: str = Field(default="", description="default: SQLite file in the data dir")
+    secret_key: str = Field(default="", description="default: generated once into the data dir")
+    base_domain: str = "localhost"
+    redis_url: str = ""
+    public_url: str = Field(default="", description="URL agents and users reach the server at")
+
+    access_token_ttl_s: int = 12 * 3600
+    pin_ttl_s: int = 600
+    pin_failures_per_minute: int = 5
+
+    light_heartbeat_interval_s: float = 30.0
+    watched_heartbeat_interval_s: float = 2.0
+    watch_ttl_s: float = 20.0
+    full_heartbeat_interval_s: float = 300.0
+    missed_heartbeats_offline: int = 3
+    status_flush_interval_s: float = 1.0
+    offline_sweep_interval_s: float = 2.0
+    metrics_retention_days: int = 14
+
+    command_timeout_s: float = 300.0
+    max_agent_connections: int = 19_000
+    max_request_bytes: int = 1024 * 1024
+    default_locale: str = "en"
+    default_timezone: str = "UTC"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'steward.db'}"
+
+    @cached_property
+    def effective_secret_key(self) -> str:
+        """The configured key, or one generated on first use and kept in the data dir."""
+        if self.secret_key:
+            if self.is_production and self.secret_key.lower() in _PLACEHOLDER_SECRETS:
+                raise ValueError("STEWARD_SECRET_KEY is a placeholder; set a real secret")
+            return self.secret_key
+        path = self.data_dir / _SECRET_FILE
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

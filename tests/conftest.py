@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.support import BACKENDS, Databases, LiveServer, Seeder, make_settings
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
+    dbs = Databases(tmp_path_factory.mktemp("databases"))
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def database_url(databases: Databases, backend: str) -> str:
+    """One migrated database per backend per worker, for service-level tests."""
+    return databases.create(backend)
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    from steward.server.db.engine import create_engine, create_session_factory
+
+    engine = create_engine(database_url)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def server(
+    databases: Databases, backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A real server on its own fresh database, shared by the tests of one module."""
+    url = databases.create(backend)
+    settings = make_settings(url, tmp_path_factory.mktemp("data"), **_server_overrides())
+    live = LiveServer(settings).start()
+    yield live
+    live.stop()
+
+
+def _server_overrides() -> dict[str, object]:
+    # Short intervals so that offline detection is observable within a test.
+    return {
+        "light_heartbeat_interval_s": 1.0,
+        "watched_heartbeat_interval_s": 0.5,
+        "offline_sweep_interval_s": 0.5,
+        "status_flush_interval_s": 0.2,
+    }
+
+
+@pytest.fixture(scope="module")
+def seeder(server: LiveServer) -> Seeder:
+    return Seeder(server.settings)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path
