@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from steward.server.ratelimit import SlidingWindowLimiter
 from tests.support import BACKENDS, Databases, LiveServer, Seeder, make_settings
 
 
@@ -68,3 +69,11 @@ def seeder(server: LiveServer) -> Seeder:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(request: pytest.FixtureRequest) -> None:
+    """Every test calls from 127.0.0.1; one test's failed PINs must not block the next."""
+    if "server" in request.fixturenames:
+        runtime = request.getfixturevalue("server").app.state.runtime
+        runtime.pin_failures = SlidingWindowLimiter(runtime.settings.pin_failures_per_minute, 60.0)

@@ -225,7 +225,11 @@ def login(server: LiveServer, tenant: SeededTenant, email: str | None = None) ->
     """An API client with a bearer token."""
     response = httpx.post(
         f"{server.url}/api/v1/auth/login",
-        json={"tenant": tenant.slug, "email": email or tenant.admin_email, "password": tenant.password},
+        json={
+            "tenant": tenant.slug,
+            "email": email or tenant.admin_email,
+            "password": tenant.password,
+        },
         timeout=10,
     )
     response.raise_for_status()

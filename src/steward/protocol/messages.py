@@ -242,7 +242,7 @@ def _parse(raw: str | bytes, adapter: TypeAdapter[Any]) -> Any:
         kind = first.get("type", "")
         if kind == "json_invalid":
             raise ProtocolError("malformed_json", "frame is not valid JSON") from None
-        if kind in {"union_tag_not_found", "model_attributes_type", "model_type"}:
+        if kind in {"union_tag_not_found", "dict_type", "model_attributes_type", "model_type"}:
             raise ProtocolError(
                 "malformed_message", "frame must be an object with a 'type'"
             ) from None
