@@ -1,0 +1,153 @@
+"""Data layer on SQLite and PostgreSQL: migrations match the models, the tenant filter holds,
+PINs are single use, the status buffer writes in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from steward.protocol import EnrollRequest, LightHeartbeat
+from steward.server.db.base import utcnow
+from steward.server.db.migrate import check
+from steward.server.db.tenant_filter import bind_tenant
+from steward.server.devices import enrollment
+from steward.server.devices.models import Device, DeviceMetric, DeviceStatus
+from steward.server.errors import Unauthorized
+from steward.server.gateway.status import StatusBuffer
+from steward.server.tenancy.models import Group, Tenant
+from steward.server.tenancy.service import create_tenant
+
+Sessions = async_sessionmaker[AsyncSession]
+KEY = "data-layer-test-key"
+
+
+def test_models_and_migrations_agree(database_url: str) -> None:
+    check(database_url)  # raises when `alembic check` would find a difference
+
+
+async def _tenant_with_device(sessions: Sessions) -> tuple[Tenant, str]:
+    async with sessions() as session:
+        tenant = await create_tenant(session, f"t{uuid.uuid4().hex[:8]}", "T")
+        pin, _row, _group = await enrollment.create_pin(
+            session, KEY, tenant, group_name=None, ttl_s=600, created_by="test"
+        )
+        response = await enrollment.enroll(
+            session, KEY, EnrollRequest(pin=pin, machine_id=uuid.uuid4().hex, hostname="h")
+        )
+        await session.commit()
+        return tenant, response.device_id
+
+
+async def test_a_bound_session_sees_only_its_tenant(sessions: Sessions) -> None:
+    tenant_a, device_a = await _tenant_with_device(sessions)
+    tenant_b, device_b = await _tenant_with_device(sessions)
+    async with sessions() as session:
+        bind_tenant(session, tenant_a.id)
+        ids = set(await session.scalars(select(Device.id)))
+        assert uuid.UUID(device_a) in ids and uuid.UUID(device_b) not in ids
+        assert (
+            await session.scalar(select(Device).where(Device.id == uuid.UUID(device_b)))
+        ) is None
+        names = {g.tenant_id for g in await session.scalars(select(Group))}
+        assert names == {tenant_a.id}
+        # joins are filtered too
+        joined = await session.execute(
+            select(Device.id, DeviceStatus.online).join(
+                DeviceStatus, DeviceStatus.device_id == Device.id
+            )
+        )
+        assert {row[0] for row in joined} == {uuid.UUID(device_a)}
+
+
+async def test_a_bound_session_stamps_and_refuses_foreign_rows(sessions: Sessions) -> None:
+    tenant_a, _ = await _tenant_with_device(sessions)
+    tenant_b, _ = await _tenant_with_device(sessions)
+    async with sessions() as session:
+        bind_tenant(session, tenant_a.id)
+        group = Group(name="stamped")
+        session.add(group)
+        await session.flush()
+        assert group.tenant_id == tenant_a.id
+        session.add(Group(name="foreign", tenant_id=tenant_b.id))
+        with pytest.raises(PermissionError):
+            await session.flush()
+        await session.rollback()
+
+
+async def test_pins_are_single_use_even_when_raced(sessions: Sessions) -> None:
+    async with sessions() as session:
+        tenant = await create_tenant(session, f"t{uuid.uuid4().hex[:8]}", "T")
+        pin, _row, _group = await enrollment.create_pin(
+            session, KEY, tenant, group_name=None, ttl_s=600, created_by="test"
+        )
+        await session.commit()
+
+    async def attempt(machine: str) -> str:
+        async with sessions() as session:
+            try:
+                await enrollment.enroll(
+                    session, KEY, EnrollRequest(pin=pin, machine_id=machine, hostname=machine)
+                )
+                await session.commit()
+                return "ok"
+            except Unauthorized as exc:
+                await session.rollback()
+                return exc.code
+            except Exception:  # SQLite may refuse the second writer outright
+                await session.rollback()
+                return "refused"
+
+    outcomes = await asyncio.gather(attempt("m1"), attempt("m2"), attempt("m3"))
+    assert outcomes.count("ok") == 1, outcomes
+
+
+async def test_expired_pin_is_refused(sessions: Sessions) -> None:
+    async with sessions() as session:
+        tenant = await create_tenant(session, f"t{uuid.uuid4().hex[:8]}", "T")
+        pin, row, _group = await enrollment.create_pin(
+            session, KEY, tenant, group_name=None, ttl_s=600, created_by="test"
+        )
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        await session.commit()
+    async with sessions() as session:
+        with pytest.raises(Unauthorized) as refused:
+            await enrollment.enroll(
+                session, KEY, EnrollRequest(pin=pin, machine_id="m", hostname="h")
+            )
+        assert refused.value.code == "pin_expired"
+
+
+async def test_status_buffer_flushes_in_one_go_and_sweeps_silent_devices(
+    sessions: Sessions,
+) -> None:
+    tenant, device = await _tenant_with_device(sessions)
+    device_id = uuid.UUID(device)
+    buffer = StatusBuffer(sessions, missed_heartbeats_offline=3)
+    beat = LightHeartbeat(cpu_percent=10, memory_percent=20, uptime_s=5, ip_addresses=["10.1.1.1"])
+    for _ in range(3):
+        buffer.seen(device_id, tenant.id, transport="ws", interval_s=0.1, heartbeat=beat)
+    assert await buffer.flush() == 1
+    assert await buffer.flush() == 0
+    async with sessions() as session:
+        status = await session.get(DeviceStatus, device_id)
+        assert status is not None and status.online and status.cpu_percent == 10
+        metrics = (
+            await session.scalars(select(DeviceMetric).where(DeviceMetric.device_id == device_id))
+        ).all()
+        assert len(metrics) == 3
+    await asyncio.sleep(1.5)  # 3 × 0.1 s + 1 s grace
+    assert await buffer.sweep_offline() >= 1
+    async with sessions() as session:
+        status = await session.get(DeviceStatus, device_id)
+        assert status is not None and not status.online
+    buffer.seen(device_id, tenant.id, transport="poll", interval_s=30)
+    buffer.offline(device_id, tenant.id)
+    await buffer.flush()
+    async with sessions() as session:
+        status = await session.get(DeviceStatus, device_id)
+        assert status is not None and not status.online

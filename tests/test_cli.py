@@ -1,0 +1,70 @@
+"""The `steward` command line, run as a real process against both databases."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import Databases, run
+
+STEWARD = [sys.executable, "-m", "steward.cli"]
+
+
+@pytest.fixture
+def env(databases: Databases, backend: str, tmp_path: Path) -> dict[str, str]:
+    url = databases.create(backend)
+    return os.environ | {
+        "STEWARD_DATABASE_URL": url,
+        "STEWARD_DATA_DIR": str(tmp_path),
+        "STEWARD_SECRET_KEY": "cli-test-secret",
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["db", "upgrade"], ["serve"], ["tenant", "create"], ["user", "create"], ["pin", "create"]],
+)
+def test_every_command_has_help(args: list[str]) -> None:
+    result = run([*STEWARD, *args, "--help"])
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_tenant_user_and_pin(env: dict[str, str]) -> None:
+    assert run([*STEWARD, "db", "upgrade"], env=env).returncode == 0
+    created = run([*STEWARD, "tenant", "create", "school", "--name", "A School"], env=env)
+    assert created.returncode == 0, created.stderr
+    again = run([*STEWARD, "tenant", "create", "school", "--name", "Again"], env=env)
+    assert again.returncode == 1 and "tenant_exists" in again.stderr
+    bad = run([*STEWARD, "tenant", "create", "Not A Slug!", "--name", "x"], env=env)
+    assert bad.returncode == 1 and "invalid_slug" in bad.stderr
+
+    user = [*STEWARD, "user", "create", "--tenant", "school", "--email", "it@school.example"]
+    no_password = run([*user, "--role", "ADMIN"], env=env)
+    assert no_password.returncode == 2
+    made = run([*user, "--role", "ADMIN"], env=env | {"STEWARD_PASSWORD": "long-enough-pw"})
+    assert made.returncode == 0, made.stderr
+    from_stdin = run(
+        [*STEWARD, "user", "create", "--tenant", "school", "--email", "v@school.example"]
+        + ["--role", "VIEWER", "--password-stdin"],
+        env=env,
+        input="another-long-pw\n",
+    )
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    weak = run(
+        [*user[:-1], "w@school.example", "--role", "ADMIN"], env=env | {"STEWARD_PASSWORD": "short"}
+    )
+    assert weak.returncode == 1 and "weak_password" in weak.stderr
+    assert run([*user, "--role", "GOD"], env=env | {"STEWARD_PASSWORD": "x" * 12}).returncode == 2
+
+    pin = run([*STEWARD, "pin", "create", "--tenant", "school", "--ttl", "120"], env=env)
+    assert pin.returncode == 0, pin.stderr
+    last = pin.stdout.strip().splitlines()[-1]
+    assert len(last) == 6 and last.isdigit()
+    missing_group = run([*STEWARD, "pin", "create", "--tenant", "school", "--group", "x"], env=env)
+    assert missing_group.returncode == 1 and "group_not_found" in missing_group.stderr
+    missing_tenant = run([*STEWARD, "pin", "create", "--tenant", "nope"], env=env)
+    assert missing_tenant.returncode == 1 and "tenant_not_found" in missing_tenant.stderr
