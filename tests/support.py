@@ -26,6 +26,25 @@ BACKENDS = ["sqlite", "postgresql"]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def run_async(work: Any) -> Any:
+    """Run `work()` (a coroutine function) to completion on a fresh loop in its own thread, so
+    that it works whether or not this thread already runs a loop (Playwright's sync API does)."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(work())
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
 def _pg_admin(sql: str) -> None:
     import asyncpg
 
@@ -38,7 +57,7 @@ def _pg_admin(sql: str) -> None:
         finally:
             await connection.close()
 
-    asyncio.run(run())
+    run_async(run)
 
 
 _pg_state: dict[str, Any] = {}
@@ -169,7 +188,7 @@ class Seeder:
             finally:
                 await engine.dispose()
 
-        return asyncio.run(main())
+        return run_async(main)
 
     def tenant(self, slug: str | None = None, **kwargs: Any) -> SeededTenant:
         from steward.server.accounts.models import Role

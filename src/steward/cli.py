@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -81,7 +81,7 @@ def serve(
     uvicorn.run(create_app(settings), **uvicorn_options(host, port))
 
 
-def uvicorn_options(host: str, port: int) -> dict[str, object]:
+def uvicorn_options(host: str, port: int) -> dict[str, Any]:
     from steward.protocol import MAX_MESSAGE_BYTES
 
     return {
@@ -109,7 +109,7 @@ def tenant_create(
     """Create a tenant (with its default group `all`)."""
     from steward.server.tenancy import service
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    async def work(session: Any) -> Any:
         return await service.create_tenant(session, slug, name, locale=locale, timezone=timezone)
 
     try:
@@ -147,7 +147,7 @@ def user_create(
         err.print(f"[red]error[/red]: unknown role {role!r}")
         raise typer.Exit(2) from None
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    async def work(session: Any) -> Any:
         found = await get_tenant_by_slug(session, tenant)
         return await service.create_user(session, found, email, password, role_value)
 
@@ -170,7 +170,7 @@ def pin_create(
 
     settings = load_settings()
 
-    async def work(session):  # type: ignore[no-untyped-def]
+    async def work(session: Any) -> Any:
         found = await get_tenant_by_slug(session, tenant)
         return await create_pin(
             session,

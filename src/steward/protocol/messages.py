@@ -238,7 +238,9 @@ def _parse(raw: str | bytes, adapter: TypeAdapter[Any]) -> Any:
         return adapter.validate_json(raw)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
-        first = errors[0] if errors else {}
+        if not errors:
+            raise ProtocolError("invalid_message", "invalid frame") from None
+        first = errors[0]
         kind = first.get("type", "")
         if kind == "json_invalid":
             raise ProtocolError("malformed_json", "frame is not valid JSON") from None

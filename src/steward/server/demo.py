@@ -111,7 +111,7 @@ async def _main(settings: Settings, host: str, port: int, with_agent: bool) -> i
     from steward.server.app import create_app
     from steward.server.db.migrate import upgrade
 
-    await asyncio.to_thread(upgrade, settings.effective_database_url)
+    upgrade(settings.effective_database_url)
     password = await _seed(settings)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options(host, port)))
     serving = asyncio.create_task(server.serve())

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from steward.server.accounts.permissions import Permission as P
 from steward.server.accounts.service import Principal
+from steward.protocol import CommandStatus
 from steward.server.commands import service
 from steward.server.commands.schemas import CommandCreate, CommandCreated, CommandPublic
 from steward.server.deps import RuntimeDep, SessionDep, require
@@ -29,7 +30,7 @@ async def create_command(
     )
     await session.commit()  # committed before anyone is told
     await runtime.hub.notify_command(device_id)
-    return CommandCreated(id=command.id, status=command.status)
+    return CommandCreated(id=command.id, status=CommandStatus(command.status))
 
 
 @router.get("/commands/{command_id}", response_model=CommandPublic)

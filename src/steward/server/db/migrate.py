@@ -1,7 +1,9 @@
-"""Alembic, driven from code (`steward db upgrade`, tests)."""
+"""Alembic, driven from code (`steward db upgrade`, `steward demo`, tests)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alembic import command
@@ -17,11 +19,17 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+def _in_own_thread(work: Callable[[], None]) -> None:
+    # env.py runs its own event loop; a thread keeps it apart from any loop the caller runs.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(work).result()
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Migrate the database to `revision`. Call from synchronous code only."""
-    command.upgrade(alembic_config(database_url), revision)
+    """Migrate the database to `revision`."""
+    _in_own_thread(lambda: command.upgrade(alembic_config(database_url), revision))
 
 
 def check(database_url: str) -> None:
     """Raise if the models and the migrations disagree (`alembic check`)."""
-    command.check(alembic_config(database_url))
+    _in_own_thread(lambda: command.check(alembic_config(database_url)))

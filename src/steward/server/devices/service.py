@@ -20,7 +20,7 @@ def _os_label(device: Device) -> str:
     return " ".join(part for part in (device.os_name, device.os_version) if part) or ""
 
 
-def _base_query() -> Select[tuple[Device, str, DeviceStatus | None]]:
+def _base_query() -> Select[Device, str, DeviceStatus]:
     return (
         select(Device, Group.name, DeviceStatus)
         .join(Group, Group.id == Device.group_id)
@@ -64,7 +64,7 @@ async def list_devices(
     rows = await session.execute(
         query.order_by(Device.hostname, Device.id).limit(min(limit, MAX_PAGE)).offset(offset)
     )
-    return [DevicePublic.model_validate(_public(*row)) for row in rows], total
+    return [DevicePublic.model_validate(_public(d, g, s)) for d, g, s in rows.all()], total
 
 
 def _escape_like(text: str) -> str:

@@ -94,7 +94,7 @@ class StatusBuffer:
             return len(pending)
 
     async def _write(self, session: AsyncSession, pending: dict[uuid.UUID, _Pending]) -> None:
-        dialect = session.bind.dialect.name
+        dialect = session.get_bind().dialect.name
         with_sample: list[dict[str, Any]] = []
         presence: list[dict[str, Any]] = []
         offline_ids: list[uuid.UUID] = []

@@ -1,0 +1,46 @@
+# Steward: `make run` starts a demo installation, `make test` runs the whole suite.
+# Both set up what they need first (.venv, npm assets, Chromium for the browser tests).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export STEWARD_DATA_DIR ?= $(CURDIR)/data
+PYTEST_WORKERS ?= 3
+
+.PHONY: run test setup assets browser lint format clean
+
+run: setup
+	$(BIN)/steward demo
+
+test: setup browser lint
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider
+
+setup: $(VENV)/.installed assets
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+assets: node_modules/.installed $(VENV)/.installed
+	$(BIN)/python scripts/vendor_assets.py
+
+browser:
+	scripts/ensure-chromium.sh
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) node_modules src/steward/server/web/static/vendor

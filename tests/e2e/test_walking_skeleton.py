@@ -1,0 +1,131 @@
+"""From nothing to a command's output: CLI set-up, a real agent process enrolled by PIN, the
+device online in the API and in Chromium, `echo` through the API, offline when the agent stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Installation
+from tests.support import wait_for
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "e2e-password-123"
+
+
+def _api(installation: Installation, tenant: str, email: str) -> httpx.Client:
+    token = httpx.post(
+        f"{installation.url}/api/v1/auth/login",
+        json={"tenant": tenant, "email": email, "password": PASSWORD},
+    ).json()["access_token"]
+    return httpx.Client(
+        base_url=installation.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+def test_enroll_run_command_and_go_offline(
+    installation: Installation, browser: Any, tmp_path: Path
+) -> None:
+    tenant, email = f"e2e{uuid.uuid4().hex[:6]}", "admin@e2e.example"
+    assert installation.steward("tenant", "create", tenant, "--name", "E2E School").returncode == 0
+    made = installation.steward(
+        "user",
+        "create",
+        "--tenant",
+        tenant,
+        "--email",
+        email,
+        "--role",
+        "ADMIN",
+        "--password-stdin",
+        input=PASSWORD + "\n",
+    )
+    assert made.returncode == 0, made.stderr
+    pin_run = installation.steward("pin", "create", "--tenant", tenant)
+    assert pin_run.returncode == 0, pin_run.stderr
+    pin = pin_run.stdout.strip().splitlines()[-1]
+
+    state_dir = tmp_path / "agent"
+    machine = {"STEWARD_AGENT_MACHINE_ID": f"e2e-{uuid.uuid4().hex}"}
+    enrolled = installation.agent_cli(
+        "enroll",
+        "--server",
+        installation.url,
+        "--pin",
+        pin,
+        "--state-dir",
+        str(state_dir),
+        **machine,
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    state_files = [p for p in state_dir.iterdir() if p.name.startswith("state")]
+    assert state_files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in state_files)
+    reused = installation.agent_cli(
+        "enroll",
+        "--server",
+        installation.url,
+        "--pin",
+        pin,
+        "--state-dir",
+        str(tmp_path / "x"),
+        **machine,
+    )
+    assert reused.returncode != 0  # single use
+
+    agent = installation.start_agent(state_dir, **machine)
+    with _api(installation, tenant, email) as api:
+        device = wait_for(lambda: next(iter(api.get("/api/v1/devices").json()), None), timeout=10)
+        device = wait_for(
+            lambda: (d := api.get(f"/api/v1/devices/{device['id']}").json())["online"] and d,
+            timeout=10,
+        )
+        assert device["hostname"] == os.uname().nodename
+        wait_for(lambda: api.get(f"/api/v1/devices/{device['id']}").json()["cpu_model"] != "")
+
+        page = browser.new_page()
+        page.goto(f"{installation.url}/login")
+        page.fill("input[name=tenant]", tenant)
+        page.fill("input[name=email]", email)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/devices")
+        row = page.locator("tr", has_text=device["hostname"])
+        row.wait_for()
+        assert "Online" in row.inner_text()
+        page.click(f"text={device['hostname']}")
+        page.wait_for_url(f"**/devices/{device['id']}")
+        page.locator("canvas").first.wait_for()
+        assert device["hostname"] in page.content()
+
+        marker = f"steward-{uuid.uuid4().hex[:8]}"
+        created = api.post(
+            f"/api/v1/devices/{device['id']}/commands",
+            json={"type": "shell", "payload": {"command": f"echo {marker}"}},
+        )
+        assert created.status_code == 201
+        command = wait_for(
+            lambda: (
+                (c := api.get(f"/api/v1/commands/{created.json()['id']}").json())["status"]
+                in {"succeeded", "failed", "timed_out"}
+                and c
+            ),
+            timeout=15,
+        )
+        assert command["status"] == "succeeded", command
+        assert command["exit_code"] == 0 and command["stdout"].strip() == marker
+
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(15) == 0
+        wait_for(
+            lambda: not api.get(f"/api/v1/devices/{device['id']}").json()["online"], timeout=10
+        )
+        page.goto(f"{installation.url}/devices")
+        assert "Offline" in page.locator("tr", has_text=device["hostname"]).inner_text()
+        page.close()
