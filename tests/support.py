@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -105,10 +106,9 @@ class Databases:
 
     def drop_all(self) -> None:
         for name in self.pg_names:
-            try:
+            # a database that cannot be dropped is left behind; the next run's names differ
+            with contextlib.suppress(Exception):
                 _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except Exception:  # leave it; the next run's names differ
-                pass
 
 
 def free_port() -> int:

@@ -4,6 +4,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 import pytest
@@ -29,6 +30,15 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+async def _soon_gone(pid: int) -> bool:
+    # SIGKILL is not instantaneous; give the kernel a moment.
+    for _ in range(50):
+        if _gone(pid):
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def test_exit_zero_succeeds_with_stdout(make_dispatch: MakeDispatch) -> None:
@@ -63,14 +73,12 @@ async def test_timeout_kills_the_whole_process_group(make_dispatch: MakeDispatch
     assert result.exit_code is None
     assert "timed out" in result.error
     grandchild = int(result.stdout.split()[0])
-    for _ in range(50):
-        if _gone(grandchild):
-            break
-        await asyncio.sleep(0.1)
-    assert _gone(grandchild)
+    assert await _soon_gone(grandchild)
 
 
-async def test_background_child_holding_the_output_does_not_hang_the_command(make_dispatch: MakeDispatch) -> None:
+async def test_background_child_holding_the_output_does_not_hang_the_command(
+    make_dispatch: MakeDispatch,
+) -> None:
     started = time.monotonic()
     result = await run_command(make_dispatch("sleep 300 & echo started", timeout_s=60))
     assert time.monotonic() - started < 10
@@ -122,15 +130,19 @@ async def test_commands_run_concurrently(make_dispatch: MakeDispatch) -> None:
     assert time.monotonic() - started < 3.5
 
 
-async def test_cancelling_kills_the_command(make_dispatch: MakeDispatch) -> None:
-    task = asyncio.create_task(run_command(make_dispatch("echo $$ > /dev/null; sleep 300")))
-    await asyncio.sleep(0.5)
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    assert before
+async def test_cancelling_kills_the_command(make_dispatch: MakeDispatch, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    command = f"echo $$ > '{pids}'; sleep 300 & echo $! >> '{pids}'; wait"
+    task = asyncio.create_task(run_command(make_dispatch(command)))
+    async with asyncio.timeout(10):
+        while len(pids.read_text().split() if pids.exists() else []) < 2:
+            await asyncio.sleep(0.05)
+    shell, grandchild = (int(pid) for pid in pids.read_text().split())
+    assert not _gone(shell) and not _gone(grandchild)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert all(_gone(pid) for pid in before)
+    assert await _soon_gone(shell) and await _soon_gone(grandchild)
 
 
 async def test_unknown_command_type_fails_without_running() -> None:

@@ -69,8 +69,9 @@ def test_401_is_an_authentication_error() -> None:
     assert (error.code, error.message) == ("agent_unauthorized", "unknown agent")
 
 
-def test_503_is_busy_with_retry_after() -> None:
-    error = error_for_status(503, b"", {"retry-after": "7"})
+@pytest.mark.parametrize("status", [429, 503])
+def test_busy_statuses_carry_retry_after(status: int) -> None:
+    error = error_for_status(status, b"", {"retry-after": "7"})
     assert isinstance(error, ServerBusy)
     assert error.retry_after == 7
 

@@ -99,7 +99,9 @@ def test_server_url_is_normalized(url: str, normalized: str) -> None:
     assert normalize_server_url(url) == normalized
 
 
-@pytest.mark.parametrize("url", ["fleet.example", "ftp://fleet.example", "https://", "http://x/?a=1"])
+@pytest.mark.parametrize(
+    "url", ["fleet.example", "ftp://fleet.example", "https://", "http://x/?a=1"]
+)
 def test_bad_server_urls_are_refused(url: str) -> None:
     with pytest.raises(ValueError):
         normalize_server_url(url)
