@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from steward.server.accounts.throttle import LoginThrottle
 from steward.server.ratelimit import SlidingWindowLimiter
 from tests.support import BACKENDS, Databases, LiveServer, Seeder, make_settings
 
@@ -77,3 +78,4 @@ def _fresh_rate_limits(request: pytest.FixtureRequest) -> None:
     if "server" in request.fixturenames:
         runtime = request.getfixturevalue("server").app.state.runtime
         runtime.pin_failures = SlidingWindowLimiter(runtime.settings.pin_failures_per_minute, 60.0)
+        runtime.login_throttle = LoginThrottle()

@@ -48,8 +48,18 @@ def test_tenant_user_and_pin(env: dict[str, str]) -> None:
     made = run([*user, "--role", "ADMIN"], env=env | {"STEWARD_PASSWORD": "long-enough-pw"})
     assert made.returncode == 0, made.stderr
     from_stdin = run(
-        [*STEWARD, "user", "create", "--tenant", "school", "--email", "v@school.example"]
-        + ["--role", "VIEWER", "--password-stdin"],
+        [
+            *STEWARD,
+            "user",
+            "create",
+            "--tenant",
+            "school",
+            "--email",
+            "v@school.example",
+            "--role",
+            "VIEWER",
+            "--password-stdin",
+        ],
         env=env,
         input="another-long-pw\n",
     )

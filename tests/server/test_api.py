@@ -198,3 +198,16 @@ def test_pins_from_the_api(server: LiveServer, seeder: Seeder) -> None:
         assert len(pin) == 6 and pin.isdigit()
         assert api.post("/api/v1/enrollment/pins", json={"group": "missing"}).status_code == 404
     assert enroll(server, pin)["tenant"] == tenant.slug
+
+
+def test_repeated_failed_logins_are_throttled(server: LiveServer, seeder: Seeder) -> None:
+    tenant = seeder.tenant()
+    url = f"{server.url}/api/v1/auth/login"
+    wrong = {"tenant": tenant.slug, "email": tenant.admin_email, "password": "wrong-password"}
+    statuses = [httpx.post(url, json=wrong).status_code for _ in range(11)]
+    assert statuses[:10] == [401] * 10 and statuses[10] == 429
+    # the right password does not get through either while the account is throttled
+    right = wrong | {"password": tenant.password}
+    response = httpx.post(url, json=right)
+    assert response.status_code == 429 and _error(response) == "rate_limited"
+    assert int(response.headers["retry-after"]) > 0

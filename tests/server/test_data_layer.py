@@ -45,7 +45,7 @@ async def _tenant_with_device(sessions: Sessions) -> tuple[Tenant, str]:
 
 async def test_a_bound_session_sees_only_its_tenant(sessions: Sessions) -> None:
     tenant_a, device_a = await _tenant_with_device(sessions)
-    tenant_b, device_b = await _tenant_with_device(sessions)
+    _tenant_b, device_b = await _tenant_with_device(sessions)
     async with sessions() as session:
         bind_tenant(session, tenant_a.id)
         ids = set(await session.scalars(select(Device.id)))
@@ -140,7 +140,7 @@ async def test_status_buffer_flushes_in_one_go_and_sweeps_silent_devices(
             await session.scalars(select(DeviceMetric).where(DeviceMetric.device_id == device_id))
         ).all()
         assert len(metrics) == 3
-    await asyncio.sleep(1.5)  # 3 × 0.1 s + 1 s grace
+    await asyncio.sleep(1.5)  # 3 missed 0.1 s intervals + 1 s grace
     assert await buffer.sweep_offline() >= 1
     async with sessions() as session:
         status = await session.get(DeviceStatus, device_id)

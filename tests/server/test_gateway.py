@@ -319,13 +319,10 @@ def test_watching_a_device_speeds_up_its_heartbeat(
     server: LiveServer, seeder: Seeder, tenant: SeededTenant
 ) -> None:
     creds = enroll(server, seeder.pin(tenant))
-    with _open(server, creds) as ws:
-        with login(server, tenant) as api:
-            api.get(f"/api/v1/devices/{creds['device_id']}")
-            config = _recv(ws, "agent.config")
-            assert (
-                config["light_heartbeat_interval_s"] == server.settings.watched_heartbeat_interval_s
-            )
+    with _open(server, creds) as ws, login(server, tenant) as api:
+        api.get(f"/api/v1/devices/{creds['device_id']}")
+        config = _recv(ws, "agent.config")
+        assert config["light_heartbeat_interval_s"] == server.settings.watched_heartbeat_interval_s
 
 
 def test_hostnames_that_look_like_sql_or_html_are_plain_data(

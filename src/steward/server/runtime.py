@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from steward.server.accounts.throttle import LoginThrottle
 from steward.server.bus import Bus
 from steward.server.bus.memory import InMemoryBus
 from steward.server.db.engine import create_engine, create_session_factory
@@ -30,6 +31,7 @@ class Runtime:
     status: StatusBuffer
     hub: AgentHub
     pin_failures: SlidingWindowLimiter
+    login_throttle: LoginThrottle
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -46,6 +48,7 @@ class Runtime:
             status=status,
             hub=AgentHub(settings, sessions, bus, status),
             pin_failures=SlidingWindowLimiter(settings.pin_failures_per_minute, 60.0),
+            login_throttle=LoginThrottle(),
         )
 
     async def start(self) -> None:

@@ -5,9 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter
 
+from steward.protocol import CommandStatus
 from steward.server.accounts.permissions import Permission as P
 from steward.server.accounts.service import Principal
-from steward.protocol import CommandStatus
 from steward.server.commands import service
 from steward.server.commands.schemas import CommandCreate, CommandCreated, CommandPublic
 from steward.server.deps import RuntimeDep, SessionDep, require

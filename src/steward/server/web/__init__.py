@@ -1,0 +1,24 @@
+"""The web console (Jinja2 + htmx). `mount_console(app)` adds its pages and static files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from steward.server.web import auth, commands, devices, enroll
+from steward.server.web.templating import Templates
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def mount_console(app: FastAPI) -> None:
+    # Compiles every catalogue and template environment now: a broken .po fails at startup.
+    app.state.console_templates = Templates()
+    app.include_router(auth.router)
+    app.include_router(enroll.router)  # before devices: /devices/enroll is not a device id
+    app.include_router(devices.router)
+    app.include_router(devices.data_router)
+    app.include_router(commands.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

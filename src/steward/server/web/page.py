@@ -1,0 +1,271 @@
+"""The request context of a console page, its dependencies, and the page route class.
+
+Every console route uses `PageRoute`, which in one place: checks CSRF on unsafe methods, turns
+domain errors into pages (401 -> login, 403/404 -> friendly pages), sets the cookies the page
+needs and adds the security headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+
+from steward.server.accounts.permissions import Permission, has_permission
+from steward.server.accounts.security import decode_access_token
+from steward.server.accounts.service import Principal, load_principal
+from steward.server.db.tenant_filter import bind_tenant
+from steward.server.deps import RuntimeDep, SessionDep
+from steward.server.errors import (
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    StewardError,
+    Unauthorized,
+)
+from steward.server.tenancy.models import Tenant
+from steward.server.tenancy.service import get_tenant
+from steward.server.web.i18n import LANG_PARAM, LANGUAGE_NAMES, choose_locale, translations
+from steward.server.web.security import (
+    CSRF_COOKIE,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    CsrfFailed,
+    add_security_headers,
+    clear_session_cookie,
+    new_csrf_token,
+    set_csrf_cookie,
+    set_lang_cookie,
+    verify_csrf,
+)
+from steward.server.web.templating import Templates
+
+HOME = "/devices"
+LOGIN = "/login"
+
+
+@dataclass
+class Page:
+    """Who is looking, in which language and time zone; renders templates for them."""
+
+    request: Request
+    templates: Templates
+    locale: str
+    remember_locale: bool
+    csrf_token: str
+    csrf_is_new: bool
+    principal: Principal | None = None
+    tenant: Tenant | None = None
+    tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+
+    @property
+    def is_htmx(self) -> bool:
+        return self.request.headers.get("hx-request") == "true"
+
+    def gettext(self, message: str, **variables: object) -> str:
+        text = translations(self.locale).gettext(message)
+        return text % variables if variables else text
+
+    def can(self, permission: str) -> bool:
+        return self.principal is not None and has_permission(
+            self.principal.role, Permission(permission)
+        )
+
+    def lang_url(self, locale: str) -> str:
+        url = self.request.url.include_query_params(**{LANG_PARAM: locale})
+        return f"{url.path}?{url.query}"
+
+    def render(
+        self,
+        template: str,
+        *,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        values = {
+            "page": self,
+            "request": self.request,
+            "tz": self.tz,
+            "principal": self.principal,
+            "tenant": self.tenant,
+            "languages": LANGUAGE_NAMES,
+            **context,
+        }
+        html = self.templates.render(self.locale, template, values)
+        return HTMLResponse(html, status_code=status_code, headers=headers)
+
+    def finish(self, response: Response) -> None:
+        """Cookies this page needs: a CSRF token (first visit) and a language picked by `?lang`."""
+        if self.csrf_is_new:
+            set_csrf_cookie(response, self.request, self.csrf_token)
+        if self.remember_locale:
+            set_lang_cookie(response, self.request, self.locale)
+
+
+def build_page(
+    request: Request, principal: Principal | None = None, tenant: Tenant | None = None
+) -> Page:
+    locale, remember = choose_locale(
+        request, principal.locale if principal else None, tenant.locale if tenant else None
+    )
+    token = request.cookies.get(CSRF_COOKIE, "")
+    is_new = not (20 <= len(token) <= 100)
+    page = Page(
+        request=request,
+        templates=request.app.state.console_templates,
+        locale=locale,
+        remember_locale=remember,
+        csrf_token=new_csrf_token() if is_new else token,
+        csrf_is_new=is_new,
+        principal=principal,
+        tenant=tenant,
+        tz=_zone(tenant.timezone if tenant else None, request),
+    )
+    request.state.page = page
+    return page
+
+
+def _zone(name: str | None, request: Request) -> ZoneInfo:
+    default = request.app.state.runtime.settings.default_timezone
+    for candidate in (name, default, "UTC"):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")  # pragma: no cover
+
+
+# ---- dependencies ----------------------------------------------------------------------------
+
+
+async def public_page(request: Request) -> Page:
+    return build_page(request)
+
+
+async def signed_in_page(request: Request, runtime: RuntimeDep, session: SessionDep) -> Page:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise Unauthorized("sign in to use the console", code="login_required")
+    claims = decode_access_token(runtime.settings.effective_secret_key, token)
+    principal = await load_principal(session, claims.user_id, claims.tenant_id)
+    # From here on every query of this request sees only the principal's tenant.
+    bind_tenant(session, principal.tenant_id)
+    tenant = await get_tenant(session, principal.tenant_id)
+    return build_page(request, principal, tenant)
+
+
+PublicPage = Annotated[Page, Depends(public_page)]
+SignedInPage = Annotated[Page, Depends(signed_in_page)]
+
+
+def require_page(permission: Permission) -> Any:
+    """`Annotated[Page, require_page(P.DEVICE_VIEW)]`: the page, if the user's role allows it."""
+
+    async def check(page: SignedInPage) -> Page:
+        if page.principal is None or not has_permission(page.principal.role, permission):
+            raise PermissionDenied(f"your role may not {permission.value}", code="forbidden")
+        return page
+
+    return Depends(check)
+
+
+# ---- the route class -------------------------------------------------------------------------
+
+
+class PageRoute(APIRoute):
+    """Console routes: CSRF on unsafe methods, errors as pages, cookies and security headers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                if request.method not in SAFE_METHODS:
+                    await verify_csrf(request)
+                response = await handler(request)
+            except StewardError as exc:
+                response = error_response(request, exc)
+            except RequestValidationError as exc:
+                invalid_path = any((e.get("loc") or ("",))[0] == "path" for e in exc.errors())
+                response = error_response(request, NotFound() if invalid_path else InvalidInput())
+            page: Page | None = getattr(request.state, "page", None)
+            if page is not None:
+                page.finish(response)
+            add_security_headers(response)
+            return response
+
+        return handle
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go back to after login; anything else (other sites) becomes home."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return HOME
+    if any(ord(ch) < 32 for ch in target) or urlsplit(target).netloc:
+        return HOME
+    return target
+
+
+def login_url(request: Request) -> str:
+    if request.headers.get("hx-request") == "true":
+        current = urlsplit(request.headers.get("hx-current-url", ""))
+        back = current.path + (f"?{current.query}" if current.query else "")
+    elif request.method == "GET":
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    else:
+        back = ""
+    back = safe_next(back)
+    return LOGIN if back == HOME else f"{LOGIN}?{urlencode({'next': back})}"
+
+
+def error_response(request: Request, exc: StewardError) -> Response:
+    page: Page = getattr(request.state, "page", None) or build_page(request)
+    if isinstance(exc, Unauthorized):
+        target = login_url(request)
+        response: Response
+        if page.is_htmx:  # htmx follows this header with a full page load
+            response = Response(status_code=401, headers={"HX-Redirect": target})
+        else:
+            response = RedirectResponse(target, status_code=303)
+        if request.cookies.get(SESSION_COOKIE):
+            clear_session_cookie(response, request)
+        return response
+    title, message = _describe(page, exc)
+    template = "errors/_alert.html" if page.is_htmx else "errors/error.html"
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
+    return page.render(
+        template,
+        status_code=exc.status_code,
+        headers=headers,
+        status_code_shown=exc.status_code,
+        title=title,
+        message=message,
+    )
+
+
+def _describe(page: Page, exc: StewardError) -> tuple[str, str]:
+    _ = page.gettext
+    if isinstance(exc, CsrfFailed):
+        return _("Request refused"), _(
+            "This form has expired or did not come from this console. "
+            "Reload the page and try again."
+        )
+    if isinstance(exc, PermissionDenied):
+        return _("Access denied"), _("Your role does not allow this. Ask an administrator.")
+    if isinstance(exc, NotFound):
+        return _("Not found"), _("This page does not exist, or you cannot see it.")
+    if isinstance(exc, RateLimited):
+        return _("Too many attempts"), _("Wait a minute and try again.")
+    if isinstance(exc, InvalidInput):
+        return _("Invalid request"), _("Some of the values sent are not valid.")
+    return _("Something went wrong"), _("The request could not be completed. Try again.")
