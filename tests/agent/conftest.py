@@ -85,6 +85,7 @@ class FakeServer:
         self.close_codes: list[int | None] = []
         self.reject: tuple[int, str, str | None] | None = None
         self.intervals = (30.0, 3600.0)
+        self.refuse_hello: str | None = None  # an error code to answer `hello` with
         self._connection: ServerConnection | None = None
         self._server: Server | None = None
 
@@ -115,6 +116,12 @@ class FakeServer:
     async def _handle(self, connection: ServerConnection) -> None:
         self._connection = connection
         self.received.put_nowait(json.loads(await connection.recv()))
+        if self.refuse_hello is not None:
+            await connection.send(
+                json.dumps({"type": "error", "code": self.refuse_hello, "message": "no"})
+            )
+            await connection.close(code=1008, reason=self.refuse_hello)
+            return
         light_s, full_s = self.intervals
         welcome = Welcome(
             device_id="device-1",

@@ -84,3 +84,33 @@ def test_output_fields_are_capped() -> None:
                 }
             )
         )
+
+
+def test_the_limit_counts_bytes_not_characters() -> None:
+    text = json.dumps(
+        {"type": "hello", "agent_version": "가" * 400_000, "hostname": "h"}, ensure_ascii=False
+    )
+    assert len(text) < MAX_MESSAGE_BYTES < len(text.encode())
+    with pytest.raises(ProtocolError) as error:
+        parse_agent_message(text)
+    assert error.value.code == "message_too_large"
+
+
+def test_infinite_and_unbounded_numbers_are_refused() -> None:
+    with pytest.raises(ProtocolError):
+        parse_server_message(
+            '{"type": "agent.config", "light_heartbeat_interval_s": Infinity,'
+            ' "full_heartbeat_interval_s": 300}'
+        )
+    with pytest.raises(ProtocolError):
+        parse_server_message(
+            json.dumps(
+                {
+                    "type": "command.dispatch",
+                    "command_id": "x" * 65,
+                    "command_type": "shell",
+                    "payload": {},
+                    "timeout_s": 5,
+                }
+            )
+        )

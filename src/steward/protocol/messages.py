@@ -21,6 +21,8 @@ MAX_OUTPUT_BYTES = 256 * 1024
 _Hostname = Annotated[str, Field(min_length=1, max_length=255)]
 _ShortText = Annotated[str, Field(max_length=255)]
 _Percent = Annotated[float, Field(ge=0, le=100)]
+_Interval = Annotated[float, Field(gt=0, le=24 * 3600)]
+_CommandId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class ProtocolError(ValueError):
@@ -63,7 +65,7 @@ class CommandStatus(StrEnum):
 
 class _Message(BaseModel):
     # Unknown fields are ignored so that newer agents can talk to older servers and back.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 # ---- agent -> server -------------------------------------------------------------------------
@@ -126,14 +128,14 @@ class CommandAck(_Message):
     """The agent has taken the command and started it."""
 
     type: Literal[MessageType.COMMAND_ACK] = MessageType.COMMAND_ACK
-    command_id: str = Field(min_length=1, max_length=64)
+    command_id: _CommandId
 
 
 class CommandResult(_Message):
     """Final outcome of a command. May be sent again for the same id (the server dedupes)."""
 
     type: Literal[MessageType.COMMAND_RESULT] = MessageType.COMMAND_RESULT
-    command_id: str = Field(min_length=1, max_length=64)
+    command_id: _CommandId
     status: Literal[CommandStatus.SUCCEEDED, CommandStatus.FAILED, CommandStatus.TIMED_OUT]
     exit_code: int | None = None
     stdout: str = Field(default="", max_length=MAX_OUTPUT_BYTES)
@@ -155,8 +157,8 @@ class AgentConfig(_Message):
     """Intervals the agent must use from now on (also embedded in `welcome`)."""
 
     type: Literal[MessageType.AGENT_CONFIG] = MessageType.AGENT_CONFIG
-    light_heartbeat_interval_s: float = Field(gt=0)
-    full_heartbeat_interval_s: float = Field(gt=0)
+    light_heartbeat_interval_s: _Interval
+    full_heartbeat_interval_s: _Interval
 
 
 class Welcome(_Message):
@@ -164,16 +166,16 @@ class Welcome(_Message):
     protocol_version: int = PROTOCOL_VERSION
     device_id: str
     server_time: datetime
-    light_heartbeat_interval_s: float = Field(gt=0)
-    full_heartbeat_interval_s: float = Field(gt=0)
+    light_heartbeat_interval_s: _Interval
+    full_heartbeat_interval_s: _Interval
 
 
 class CommandDispatch(_Message):
     type: Literal[MessageType.COMMAND_DISPATCH] = MessageType.COMMAND_DISPATCH
-    command_id: str
+    command_id: _CommandId
     command_type: CommandType
     payload: dict[str, Any]
-    timeout_s: float = Field(gt=0)
+    timeout_s: float = Field(gt=0, le=7 * 24 * 3600)
 
 
 class ErrorMessage(_Message):
@@ -222,9 +224,13 @@ class PollRequest(BaseModel):
 
 
 class PollResponse(BaseModel):
+    """Peers parse `messages` one by one and skip types they do not know (a newer server)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
     messages: list[ServerMessage] = Field(default_factory=list)
-    light_heartbeat_interval_s: float
-    full_heartbeat_interval_s: float
+    light_heartbeat_interval_s: _Interval
+    full_heartbeat_interval_s: _Interval
 
 
 _agent_adapter: TypeAdapter[Any] = TypeAdapter(AgentMessage)
@@ -232,7 +238,10 @@ _server_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)
 
 
 def _parse(raw: str | bytes, adapter: TypeAdapter[Any]) -> Any:
-    if len(raw) > MAX_MESSAGE_BYTES:
+    size = len(raw)
+    if isinstance(raw, str) and size * 4 > MAX_MESSAGE_BYTES:  # only long text can be too big
+        size = len(raw.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_BYTES:
         raise ProtocolError("message_too_large", f"frames are limited to {MAX_MESSAGE_BYTES} bytes")
     try:
         return adapter.validate_json(raw)
