@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import psutil
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -55,8 +56,22 @@ class SimAgent:
         self.dispatch_seen: dict[str, float] = {}
         self.sent = 0
         self.connected = asyncio.Event()
+        self.refusals = 0
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected like a real agent: refused or closed, wait (Retry-After) and retry."""
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+            except InvalidStatus as refused:
+                self.refusals += 1
+                retry_after = refused.response.headers.get("Retry-After", "5")
+                await asyncio.sleep(float(retry_after) * random.uniform(0.5, 1.0))
+            except (ConnectionClosed, OSError):
+                self.refusals += 1
+                await asyncio.sleep(random.uniform(1, 5))
+
+    async def _session(self, stop: asyncio.Event) -> None:
         headers = {"Authorization": f"Agent {self.creds['agent_id']}:{self.creds['agent_secret']}"}
         async with connect(
             self.ws_url, additional_headers=headers, compression=None, open_timeout=60
@@ -262,6 +277,7 @@ async def main(args: argparse.Namespace) -> None:
         ("database", args.database_url or "SQLite (WAL)"),
         ("enroll all", f"{enroll_s:.1f} s ({args.agents / enroll_s:.0f}/s)"),
         ("connect all", f"{connect_s:.1f} s ({args.agents / connect_s:.0f}/s)"),
+        ("refused, retried", str(sum(a.refusals for a in agents))),
         ("online per API", str(online)),
         ("heartbeats", f"{beats / window:.0f}/s over {window:.0f} s"),
         ("server CPU", f"{server_cpu * 100:.0f} % of one core"),

@@ -76,9 +76,23 @@ def serve(
 
     from steward.server.app import create_app
 
+    configure_logging()
     settings = load_settings()
     settings.effective_secret_key  # noqa: B018 - create the key before workers race for it
     uvicorn.run(create_app(settings), **uvicorn_options(host, port))
+
+
+def configure_logging() -> None:
+    """Steward's own log lines go to stderr next to uvicorn's, at STEWARD_LOG_LEVEL."""
+    import logging
+
+    level = os.environ.get("STEWARD_LOG_LEVEL", "info").upper()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("steward")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
 
 
 def uvicorn_options(host: str, port: int) -> dict[str, Any]:

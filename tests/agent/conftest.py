@@ -86,6 +86,7 @@ class FakeServer:
         self.reject: tuple[int, str, str | None] | None = None
         self.intervals = (30.0, 3600.0)
         self.refuse_hello: str | None = None  # an error code to answer `hello` with
+        self.close_after_hello: int | None = None  # a close code to answer `hello` with
         self._connection: ServerConnection | None = None
         self._server: Server | None = None
 
@@ -116,6 +117,9 @@ class FakeServer:
     async def _handle(self, connection: ServerConnection) -> None:
         self._connection = connection
         self.received.put_nowait(json.loads(await connection.recv()))
+        if self.close_after_hello is not None:
+            await connection.close(code=self.close_after_hello, reason="try again later")
+            return
         if self.refuse_hello is not None:
             await connection.send(
                 json.dumps({"type": "error", "code": self.refuse_hello, "message": "no"})

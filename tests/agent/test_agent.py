@@ -177,6 +177,11 @@ async def test_websocket_errors_map_to_the_exception_tree(
     assert (failed.value.status, failed.value.code) == (400, "bad_request")
 
     fake_server.reject = None
+    fake_server.close_after_hello = 1013  # shedding load: back off, but stay on WebSockets
+    with pytest.raises(ServerBusy):
+        await WebSocketTransport(make_state(fake_server.url)).run(channel)
+    fake_server.close_after_hello = None
+
     fake_server.refuse_hello = "protocol_unsupported"
     with pytest.raises(UnexpectedResponse) as refused_hello:
         await WebSocketTransport(make_state(fake_server.url)).run(channel)

@@ -334,3 +334,20 @@ def test_hostnames_that_look_like_sql_or_html_are_plain_data(
         stored = {d["id"]: d["hostname"] for d in api.get("/api/v1/devices").json()}
         assert [stored[i] for i in ids] == names
         assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_concurrent_enrollments_all_succeed(
+    server: LiveServer, seeder: Seeder, tenant: SeededTenant
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pins = [seeder.pin(tenant) for _ in range(24)]
+    url = f"{server.url}/api/agent/v1/enroll"
+
+    def attempt(index: int) -> int:
+        body = {"pin": pins[index], "machine_id": f"c-{index}", "hostname": f"c-{index}"}
+        return httpx.post(url, json=body, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        statuses = list(pool.map(attempt, range(24)))
+    assert statuses == [200] * 24

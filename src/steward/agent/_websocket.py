@@ -12,7 +12,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from steward import __version__
 from steward.agent._channel import Channel
-from steward.agent._errors import HandshakeFailed, ServerUnreachable, UnexpectedResponse
+from steward.agent._errors import (
+    HandshakeFailed,
+    ServerBusy,
+    ServerUnreachable,
+    UnexpectedResponse,
+)
 from steward.agent._http import authorization_header, error_for_status, websocket_url
 from steward.agent._state import AgentState
 from steward.agent._transport import Transport
@@ -26,6 +31,7 @@ from steward.protocol import (
 )
 
 logger = logging.getLogger("steward.agent")
+TRY_AGAIN_LATER = 1013  # WebSocket close code: the server is overloaded
 
 OPEN_TIMEOUT_S = 10.0
 WELCOME_TIMEOUT_S = 10.0
@@ -46,7 +52,12 @@ class WebSocketTransport(Transport):
             try:
                 await ws.send(dump_message(channel.hello()))
                 welcome = await self._await_welcome(ws, channel)
-            except (ConnectionClosed, TimeoutError) as exc:
+            except ConnectionClosed as exc:
+                if exc.rcvd is not None and exc.rcvd.code == TRY_AGAIN_LATER:
+                    # The server is shedding load, not breaking WebSockets: back off, stay on WS.
+                    raise ServerBusy("the server asked to try again later") from exc
+                raise HandshakeFailed(f"no welcome from the server: {exc!r}") from exc
+            except TimeoutError as exc:
                 raise HandshakeFailed(f"no welcome from the server: {exc!r}") from exc
             channel.on_connected(welcome)
             logger.info("connected over WebSocket to %s as device %s", self.url, welcome.device_id)

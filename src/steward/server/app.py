@@ -19,7 +19,7 @@ from steward import __version__
 from steward.server.accounts.routes import router as auth_router
 from steward.server.commands.routes import router as commands_router
 from steward.server.devices.routes import router as devices_router
-from steward.server.errors import RateLimited, StewardError
+from steward.server.errors import StewardError
 from steward.server.gateway.routes import router as gateway_router
 from steward.server.runtime import Runtime
 from steward.server.settings import Settings, load_settings
@@ -143,7 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StewardError)
     async def steward_error(request: Request, exc: StewardError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
+        retry_after = getattr(exc, "retry_after_s", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return JSONResponse(
             error_body(exc.code, exc.message), status_code=exc.status_code, headers=headers
         )
@@ -170,7 +171,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("database error on %s: %s", request.url.path, type(exc).__name__)
+        detail = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+        log.warning("database error on %s: %s: %s", request.url.path, type(exc).__name__, detail)
         return JSONResponse(
             error_body("database_unavailable", "the database is not answering; try again"),
             status_code=503,

@@ -107,10 +107,11 @@ async def _start_agent(settings: Settings, server_url: str) -> asyncio.subproces
 
 
 async def _main(settings: Settings, host: str, port: int, with_agent: bool) -> int:
-    from steward.cli import uvicorn_options
+    from steward.cli import configure_logging, uvicorn_options
     from steward.server.app import create_app
     from steward.server.db.migrate import upgrade
 
+    configure_logging()
     upgrade(settings.effective_database_url)
     password = await _seed(settings)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), **uvicorn_options(host, port)))

@@ -73,3 +73,13 @@ class Unavailable(StewardError):
 
     status_code = 503
     code = "unavailable"
+
+
+class ServerBusy(Unavailable):
+    """The server is busy; try again after `retry_after_s`."""
+
+    code = "server_busy"
+
+    def __init__(self, message: str = "", *, retry_after_s: int = 10, code: str | None = None):
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s

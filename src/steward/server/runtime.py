@@ -14,6 +14,7 @@ from steward.server.accounts.throttle import LoginThrottle
 from steward.server.bus import Bus
 from steward.server.bus.memory import InMemoryBus
 from steward.server.db.engine import create_engine, create_session_factory
+from steward.server.gateway.admission import AdmissionGate
 from steward.server.gateway.hub import AgentHub
 from steward.server.gateway.status import StatusBuffer
 from steward.server.ratelimit import SlidingWindowLimiter
@@ -32,6 +33,7 @@ class Runtime:
     hub: AgentHub
     pin_failures: SlidingWindowLimiter
     login_throttle: LoginThrottle
+    admission: AdmissionGate
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -49,6 +51,11 @@ class Runtime:
             hub=AgentHub(settings, sessions, bus, status),
             pin_failures=SlidingWindowLimiter(settings.pin_failures_per_minute, 60.0),
             login_throttle=LoginThrottle(),
+            admission=AdmissionGate(
+                concurrent=settings.agent_handshakes_concurrent,
+                wait_s=settings.agent_handshake_wait_s,
+                retry_after_s=(5, 30),
+            ),
         )
 
     async def start(self) -> None:

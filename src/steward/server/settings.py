@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     command_timeout_s: float = 300.0
     max_agent_connections: int = 19_000
+    agent_handshakes_concurrent: int = 16
+    agent_handshake_wait_s: float = 5.0
     max_request_bytes: int = 1024 * 1024
     default_locale: str = "en"
     default_timezone: str = "UTC"

@@ -72,7 +72,13 @@ async def authenticate(
         user = await session.scalar(
             select(User).where(User.tenant_id == tenant.id, User.email == email.strip().lower())
         )
-    # Argon2 takes a quarter of a second on purpose: keep it off the event loop.
+    # Argon2 takes a quarter of a second on purpose: keep it off the event loop, and end the
+    # read-only transaction first so the database is not held meanwhile. The rows are detached
+    # first so that they stay readable after it.
+    for row in (tenant, user):
+        if row is not None:
+            session.expunge(row)
+    await session.rollback()
     ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
     if (
         not ok

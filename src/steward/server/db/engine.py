@@ -17,12 +17,21 @@ from steward.server.db.tenant_filter import install_tenant_filter
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the driver, begin transactions (see `_sqlite_begin`).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # A deferred transaction that reads and then writes fails at once with "database is
+    # locked" when another connection wrote in between; the busy timeout cannot help it.
+    # Taking the write lock up front makes concurrent writers wait their turn instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -32,8 +41,13 @@ def create_engine(url: str) -> AsyncEngine:
             from pathlib import Path
 
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, pool_size=8, max_overflow=8)
+        # SQLite has one writer at a time. One connection per process queues every transaction
+        # in the pool, first come first served, instead of letting writers poll a busy lock
+        # (which starves some of them past any timeout under load). Other processes (the CLI)
+        # still wait their turn through BEGIN IMMEDIATE and the busy timeout.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=30)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     # pool_pre_ping: a restarted PostgreSQL costs one failed request, not a server restart.
     return create_async_engine(

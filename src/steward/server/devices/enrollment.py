@@ -157,6 +157,8 @@ class AgentIdentity:
     agent_id: uuid.UUID
     device_id: uuid.UUID
     tenant_id: uuid.UUID
+    hostname: str = ""
+    agent_version: str = ""
 
 
 def parse_agent_authorization(header: str | None) -> tuple[uuid.UUID, str]:
@@ -175,15 +177,16 @@ async def authenticate_agent(session: AsyncSession, header: str | None) -> Agent
     agent_id, secret = parse_agent_authorization(header)
     row = (
         await session.execute(
-            select(AgentCredential, Tenant.status)
+            select(AgentCredential, Tenant.status, Device.hostname, Device.agent_version)
             .join(Tenant, Tenant.id == AgentCredential.tenant_id)
+            .join(Device, Device.id == AgentCredential.device_id)
             .where(AgentCredential.id == agent_id)
         )
     ).first()
     if row is None:
         hmac.compare_digest(hash_agent_secret(secret), "0" * 64)  # same work either way
         raise Unauthorized("agent credentials are not valid", code="agent_unauthorized")
-    credential, tenant_status = row
+    credential, tenant_status, hostname, agent_version = row
     if (
         not hmac.compare_digest(credential.secret_hash, hash_agent_secret(secret))
         or credential.revoked_at is not None
@@ -192,5 +195,9 @@ async def authenticate_agent(session: AsyncSession, header: str | None) -> Agent
     if tenant_status != TenantStatus.ACTIVE:
         raise Unauthorized("the tenant is disabled", code="tenant_disabled")
     return AgentIdentity(
-        agent_id=credential.id, device_id=credential.device_id, tenant_id=credential.tenant_id
+        agent_id=credential.id,
+        device_id=credential.device_id,
+        tenant_id=credential.tenant_id,
+        hostname=hostname,
+        agent_version=agent_version,
     )

@@ -134,21 +134,25 @@ class AgentHub:
         if connection is None:
             return 0
         async with connection.dispatch_lock:
+            # No transaction stays open while we wait on the network.
             async with self._sessions() as session:
-                if all_unfinished:
-                    pending = await commands.pending_for(session, device_id)
-                else:
-                    pending = await commands.pending_for(session, device_id, resend_after_s=3600)
-                sent: list[uuid.UUID] = []
-                for command in pending:
-                    try:
-                        await connection.send(commands.to_dispatch(command))
-                    except Exception:
-                        log.info("dispatch to %s failed; it stays queued", device_id)
-                        break
-                    sent.append(command.id)
-                await commands.mark_sent(session, device_id, sent)
+                resend_after = None if all_unfinished else 3600.0
+                pending = await commands.pending_for(
+                    session, device_id, resend_after_s=resend_after
+                )
                 await session.commit()
+            sent: list[uuid.UUID] = []
+            for command in pending:
+                try:
+                    await connection.send(commands.to_dispatch(command))
+                except Exception:
+                    log.info("dispatch to %s failed; it stays queued", device_id)
+                    break
+                sent.append(command.id)
+            if sent:
+                async with self._sessions() as session:
+                    await commands.mark_sent(session, device_id, sent)
+                    await session.commit()
             return len(sent)
 
     async def _on_bus_message(self, message: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocketDisconnect
 
 from steward.protocol import (
@@ -29,7 +30,13 @@ from steward.protocol import (
 from steward.server.commands import service as commands
 from steward.server.deps import RuntimeDep, SessionDep
 from steward.server.devices import enrollment
-from steward.server.errors import InvalidInput, RateLimited, StewardError, Unauthorized
+from steward.server.errors import (
+    InvalidInput,
+    RateLimited,
+    ServerBusy,
+    StewardError,
+    Unauthorized,
+)
 from steward.server.gateway.handlers import handle_message
 from steward.server.gateway.hub import AgentConnection
 from steward.server.runtime import Runtime
@@ -110,7 +117,7 @@ def _first_error(exc: ValidationError) -> str:
 
 async def _deny(websocket: WebSocket, error: StewardError) -> None:
     headers = {}
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | ServerBusy):
         headers["Retry-After"] = str(error.retry_after_s)
     response = JSONResponse(
         {"error": {"code": error.code, "message": error.message}},
@@ -127,16 +134,21 @@ async def _deny(websocket: WebSocket, error: StewardError) -> None:
 async def agent_socket(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
     hub = runtime.hub
+    gate = runtime.admission
+    if hub.connection_count >= runtime.settings.max_agent_connections:
+        await _deny(websocket, gate.refuse("the server is at capacity"))
+        return
     try:
-        async with runtime.sessions() as session:
+        async with gate.slot(), runtime.sessions() as session:
             identity = await enrollment.authenticate_agent(
                 session, websocket.headers.get("authorization")
             )
-    except Unauthorized as exc:
+    except (Unauthorized, ServerBusy) as exc:
         await _deny(websocket, exc)
         return
-    if hub.connection_count >= runtime.settings.max_agent_connections:
-        await _deny(websocket, RateLimited("the server is at capacity", retry_after_s=30))
+    except SQLAlchemyError as exc:
+        log.warning("agent handshake: database unavailable: %s", type(exc).__name__)
+        await _deny(websocket, gate.refuse("the database is not answering"))
         return
     await websocket.accept()
     send_lock = asyncio.Lock()
@@ -159,11 +171,12 @@ async def agent_socket(websocket: WebSocket) -> None:
         hello = await _receive_hello(websocket, send)
         if hello is None:
             return
-        async with runtime.sessions() as session:
-            await handle_message(
-                hub, session, identity, hello, transport="ws", interval_s=connection.interval_s
-            )
-            await session.commit()
+        if (hello.hostname, hello.agent_version) != (identity.hostname, identity.agent_version):
+            async with gate.slot(), runtime.sessions() as session:
+                await handle_message(
+                    hub, session, identity, hello, transport="ws", interval_s=connection.interval_s
+                )
+                await session.commit()
         await send(
             Welcome(
                 device_id=str(identity.device_id),
@@ -181,6 +194,11 @@ async def agent_socket(websocket: WebSocket) -> None:
         await _receive_loop(runtime, websocket, connection, identity, send)
     except (TimeoutError, WebSocketDisconnect, ConnectionError):
         pass
+    except (ServerBusy, SQLAlchemyError) as exc:
+        # After the upgrade there is no HTTP status left to send: 1013 means "try again later".
+        log.info("closing agent socket of %s: %s", identity.device_id, type(exc).__name__)
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1013, reason="try again later")
     finally:
         if registered and hub.unregister(connection):
             hub.status.offline(identity.device_id, identity.tenant_id)

@@ -8,13 +8,14 @@ devices offline with one UPDATE.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, true, update
+from sqlalchemy import Table, insert, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -135,11 +136,16 @@ class StatusBuffer:
                 }
                 for at, cpu, mem in entry.history
             )
+        # Core executemany with one cached statement per shape: no ORM bookkeeping and no
+        # compiling a fresh many-VALUES statement per batch.
+        connection = await session.connection()
         for rows in (with_sample, presence):
             for start in range(0, len(rows), _CHUNK):
-                await session.execute(_upsert(dialect, rows[start : start + _CHUNK]))
+                await connection.execute(
+                    _upsert(dialect, tuple(rows[0])), rows[start : start + _CHUNK]
+                )
         for start in range(0, len(history), _CHUNK):
-            await session.execute(insert(DeviceMetric), history[start : start + _CHUNK])
+            await connection.execute(_METRICS_INSERT, history[start : start + _CHUNK])
         if offline_ids:
             await session.execute(
                 update(DeviceStatus)
@@ -159,11 +165,15 @@ class StatusBuffer:
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _upsert(dialect: str, rows: list[dict[str, Any]]) -> Any:
+_STATUS_TABLE = cast(Table, DeviceStatus.__table__)
+_METRICS_INSERT = insert(cast(Table, DeviceMetric.__table__))
+
+
+@functools.cache
+def _upsert(dialect: str, columns: tuple[str, ...]) -> Any:
     module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(DeviceStatus).values(rows)
-    columns = [key for key in rows[0] if key != "device_id"]
+    statement = module.insert(_STATUS_TABLE)
     return statement.on_conflict_do_update(
-        index_elements=[DeviceStatus.device_id],
-        set_={column: statement.excluded[column] for column in columns},
+        index_elements=[_STATUS_TABLE.c.device_id],
+        set_={column: statement.excluded[column] for column in columns if column != "device_id"},
     )
