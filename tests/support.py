@@ -176,17 +176,13 @@ class Seeder:
         self.settings = settings
 
     def _run(self, work: Any) -> Any:
-        from steward.server.db.engine import create_engine, create_session_factory
+        from steward.server.db.engine import standalone_session
 
         async def main() -> Any:
-            engine = create_engine(self.settings.effective_database_url)
-            try:
-                async with create_session_factory(engine)() as session:
-                    result = await work(session)
-                    await session.commit()
-                    return result
-            finally:
-                await engine.dispose()
+            async with standalone_session(self.settings.effective_database_url) as session:
+                result = await work(session)
+                await session.commit()
+                return result
 
         return run_async(main)
 

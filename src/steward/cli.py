@@ -30,17 +30,13 @@ err = Console(stderr=True)
 
 def _run_with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
     """Run `work(session)` in one transaction, committed when it returns."""
-    from steward.server.db.engine import create_engine, create_session_factory
+    from steward.server.db.engine import standalone_session
 
     async def main() -> T:
-        engine = create_engine(settings.effective_database_url)
-        try:
-            async with create_session_factory(engine)() as session:
-                result = await work(session)
-                await session.commit()
-                return result
-        finally:
-            await engine.dispose()
+        async with standalone_session(settings.effective_database_url) as session:
+            result = await work(session)
+            await session.commit()
+            return result
 
     return asyncio.run(main())
 

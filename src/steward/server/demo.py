@@ -31,57 +31,51 @@ async def _seed(settings: Settings) -> str:
     """Create the demo tenant and admin once; return the admin's password."""
     from steward.server.accounts.models import Role
     from steward.server.accounts.service import create_user
-    from steward.server.db.engine import create_engine, create_session_factory
+    from steward.server.db.engine import standalone_session
     from steward.server.errors import NotFound
     from steward.server.tenancy.service import create_tenant, get_tenant_by_slug
 
     password_file = settings.data_dir / "demo-admin-password"
-    engine = create_engine(settings.effective_database_url)
-    try:
-        async with create_session_factory(engine)() as session:
-            try:
-                await get_tenant_by_slug(session, DEMO_TENANT)
-                if password_file.exists():
-                    return password_file.read_text().strip()
-                raise RuntimeError(
-                    f"tenant {DEMO_TENANT!r} exists but {password_file} is missing; "
-                    "remove the data directory to start over"
-                )
-            except NotFound:
-                pass
-            tenant = await create_tenant(session, DEMO_TENANT, "Demo", timezone="Asia/Seoul")
-            password = secrets.token_urlsafe(12)
-            await create_user(session, tenant, DEMO_ADMIN, password, Role.ADMIN)
-            await session.commit()
-    finally:
-        await engine.dispose()
-    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(password)
+    async with standalone_session(settings.effective_database_url) as session:
+        try:
+            await get_tenant_by_slug(session, DEMO_TENANT)
+        except NotFound:
+            pass
+        else:
+            if password_file.exists():
+                return password_file.read_text().strip()
+            raise RuntimeError(
+                f"tenant {DEMO_TENANT!r} exists but {password_file} is missing; "
+                "remove the data directory to start over"
+            )
+        tenant = await create_tenant(session, DEMO_TENANT, "Demo", timezone="Asia/Seoul")
+        password = secrets.token_urlsafe(12)
+        await create_user(session, tenant, DEMO_ADMIN, password, Role.ADMIN)
+        # Kept before the commit: a crash in between leaves no admin without its password.
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password)
+        await session.commit()
     return password
 
 
 async def _new_pin(settings: Settings) -> str:
-    from steward.server.db.engine import create_engine, create_session_factory
+    from steward.server.db.engine import standalone_session
     from steward.server.devices.enrollment import create_pin
     from steward.server.tenancy.service import get_tenant_by_slug
 
-    engine = create_engine(settings.effective_database_url)
-    try:
-        async with create_session_factory(engine)() as session:
-            tenant = await get_tenant_by_slug(session, DEMO_TENANT)
-            pin, _row, _group = await create_pin(
-                session,
-                settings.effective_secret_key,
-                tenant,
-                group_name=None,
-                ttl_s=120,
-                created_by="demo",
-            )
-            await session.commit()
-            return pin
-    finally:
-        await engine.dispose()
+    async with standalone_session(settings.effective_database_url) as session:
+        tenant = await get_tenant_by_slug(session, DEMO_TENANT)
+        pin, _row, _group = await create_pin(
+            session,
+            settings.effective_secret_key,
+            tenant,
+            group_name=None,
+            ttl_s=120,
+            created_by="demo",
+        )
+        await session.commit()
+        return pin
 
 
 async def _start_agent(settings: Settings, server_url: str) -> asyncio.subprocess.Process:
