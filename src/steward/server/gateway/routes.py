@@ -82,9 +82,11 @@ async def enroll(request: Request, runtime: RuntimeDep, session: SessionDep) -> 
 
 @router.post("/poll", response_model=PollResponse)
 async def poll(request: Request, runtime: RuntimeDep, session: SessionDep) -> PollResponse:
+    # Read the body before touching the database: a slow client must not hold a connection.
+    raw = await request.body()
     identity = await enrollment.authenticate_agent(session, request.headers.get("authorization"))
     try:
-        body = PollRequest.model_validate_json(await request.body())
+        body = PollRequest.model_validate_json(raw)
     except ValidationError as exc:
         raise InvalidInput(_first_error(exc), code="invalid_message") from None
     hub = runtime.hub
