@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from steward.cli import app
 from tests.support import Databases, run
 
 STEWARD = [sys.executable, "-m", "steward.cli"]
@@ -31,6 +33,19 @@ def test_every_command_has_help(args: list[str]) -> None:
     result = run([*STEWARD, *args, "--help"])
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
+
+
+def test_tenant_and_group_commands_have_help() -> None:
+    runner = CliRunner()
+    commands = [
+        *(["tenant", name] for name in ("list", "show", "update", "disable", "enable")),
+        *(["tenant", name] for name in ("delete", "check")),
+        *(["group", name] for name in ("create", "list", "rename", "delete")),
+    ]
+    for command in commands:
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "Usage" in result.output
 
 
 def test_tenant_user_and_pin(env: dict[str, str]) -> None:

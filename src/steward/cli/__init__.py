@@ -1,54 +1,28 @@
-"""`steward`: the server's command line (database, tenants, users, PINs, serving)."""
+"""`steward`: the server's command line (database, tenants, groups, users, PINs, serving)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from steward.server.settings import Settings, load_settings
-
-T = TypeVar("T")
+from steward.cli._common import err, run_or_fail
+from steward.cli.groups import group_app
+from steward.cli.tenants import tenant_app
+from steward.server.settings import load_settings
 
 app = typer.Typer(help="Steward server administration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 user_app = typer.Typer(help="Users of a tenant.", no_args_is_help=True)
 pin_app = typer.Typer(help="Enrollment PINs.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
+app.add_typer(group_app, name="group")
 app.add_typer(user_app, name="user")
 app.add_typer(pin_app, name="pin")
-
-err = Console(stderr=True)
-
-
-def _run_with_session(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
-    """Run `work(session)` in one transaction, committed when it returns."""
-    from steward.server.db.engine import standalone_session
-
-    async def main() -> T:
-        async with standalone_session(settings.effective_database_url) as session:
-            result = await work(session)
-            await session.commit()
-            return result
-
-    return asyncio.run(main())
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    from steward.server.errors import StewardError
-
-    if isinstance(exc, StewardError):
-        err.print(f"[red]error[/red] ({exc.code}): {exc.message}")
-    else:
-        err.print(f"[red]error[/red]: {exc}")
-    return typer.Exit(1)
 
 
 @db_app.command("upgrade")
@@ -65,7 +39,6 @@ def db_upgrade(revision: str = "head") -> None:
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
 ) -> None:
     """Run the server (API, console and agent gateway)."""
     import uvicorn
@@ -74,7 +47,7 @@ def serve(
 
     configure_logging()
     settings = load_settings()
-    settings.effective_secret_key  # noqa: B018 - create the key before workers race for it
+    settings.effective_secret_key  # noqa: B018 - create the key file once, before serving
     uvicorn.run(create_app(settings), **uvicorn_options(host, port))
 
 
@@ -109,26 +82,6 @@ def uvicorn_options(host: str, port: int) -> dict[str, Any]:
     }
 
 
-@tenant_app.command("create")
-def tenant_create(
-    slug: str,
-    name: Annotated[str, typer.Option(help="display name")],
-    locale: Annotated[str, typer.Option(help="console language: en or ko")] = "en",
-    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Asia/Seoul")] = "UTC",
-) -> None:
-    """Create a tenant (with its default group `all`)."""
-    from steward.server.tenancy import service
-
-    async def work(session: Any) -> Any:
-        return await service.create_tenant(session, slug, name, locale=locale, timezone=timezone)
-
-    try:
-        tenant = _run_with_session(load_settings(), work)
-    except Exception as exc:
-        raise _fail(exc) from None
-    typer.echo(f"tenant {tenant.slug} created ({tenant.id})")
-
-
 @user_app.command("create")
 def user_create(
     tenant: Annotated[str, typer.Option(help="tenant slug")],
@@ -157,14 +110,11 @@ def user_create(
         err.print(f"[red]error[/red]: unknown role {role!r}")
         raise typer.Exit(2) from None
 
-    async def work(session: Any) -> Any:
+    async def work(session: AsyncSession) -> Any:
         found = await get_tenant_by_slug(session, tenant)
         return await service.create_user(session, found, email, password, role_value)
 
-    try:
-        user = _run_with_session(load_settings(), work)
-    except Exception as exc:
-        raise _fail(exc) from None
+    user = run_or_fail(load_settings(), work)
     typer.echo(f"user {user.email} created in {tenant} as {role_value}")
 
 
@@ -180,7 +130,7 @@ def pin_create(
 
     settings = load_settings()
 
-    async def work(session: Any) -> Any:
+    async def work(session: AsyncSession) -> Any:
         found = await get_tenant_by_slug(session, tenant)
         return await create_pin(
             session,
@@ -191,10 +141,7 @@ def pin_create(
             created_by="cli",
         )
 
-    try:
-        pin, row, group_row = _run_with_session(settings, work)
-    except Exception as exc:
-        raise _fail(exc) from None
+    pin, row, group_row = run_or_fail(settings, work)
     typer.echo(
         f"PIN for tenant {tenant}, group {group_row.name}, "
         f"valid until {row.expires_at:%Y-%m-%d %H:%M:%S} UTC"
@@ -213,7 +160,3 @@ def demo(
     from steward.server.demo import run_demo
 
     raise typer.Exit(run_demo(load_settings(), host, port, with_agent=with_agent))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    app()

@@ -1,0 +1,5 @@
+"""`python -m steward.cli`."""
+
+from steward.cli import app
+
+app()
