@@ -151,3 +151,32 @@ async def test_status_buffer_flushes_in_one_go_and_sweeps_silent_devices(
     async with sessions() as session:
         status = await session.get(DeviceStatus, device_id)
         assert status is not None and not status.online
+
+
+async def test_metrics_older_than_the_retention_are_pruned(sessions: Sessions) -> None:
+    from steward.server.devices.service import prune_metrics
+
+    tenant, device = await _tenant_with_device(sessions)
+    now = utcnow()
+    async with sessions() as session:
+        for age_days in (30, 1):
+            session.add(
+                DeviceMetric(
+                    tenant_id=tenant.id,
+                    device_id=uuid.UUID(device),
+                    at=now - timedelta(days=age_days),
+                    cpu_percent=1,
+                    memory_percent=1,
+                )
+            )
+        await session.commit()
+    async with sessions() as session:
+        assert await prune_metrics(session, now - timedelta(days=14)) >= 1
+        await session.commit()
+    async with sessions() as session:
+        left = (
+            await session.scalars(
+                select(DeviceMetric.at).where(DeviceMetric.device_id == uuid.UUID(device))
+            )
+        ).all()
+        assert len(left) == 1 and left[0] > now - timedelta(days=2)

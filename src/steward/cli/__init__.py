@@ -122,7 +122,9 @@ def user_create(
 def pin_create(
     tenant: Annotated[str, typer.Option(help="tenant slug")],
     group: Annotated[str | None, typer.Option(help="group the device joins")] = None,
-    ttl: Annotated[int, typer.Option(help="seconds the PIN stays valid")] = 600,
+    ttl: Annotated[
+        int | None, typer.Option(help="seconds the PIN stays valid [default: STEWARD_PIN_TTL_S]")
+    ] = None,
 ) -> None:
     """Create a single-use enrollment PIN. The PIN alone is printed on the last line."""
     from steward.server.devices.enrollment import create_pin
@@ -137,7 +139,7 @@ def pin_create(
             settings.effective_secret_key,
             found,
             group_name=group,
-            ttl_s=ttl,
+            ttl_s=ttl or settings.pin_ttl_s,
             created_by="cli",
         )
 

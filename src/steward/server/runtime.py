@@ -7,13 +7,16 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from steward.server.accounts.throttle import LoginThrottle
 from steward.server.bus import Bus
 from steward.server.bus.memory import InMemoryBus
+from steward.server.db.base import utcnow
 from steward.server.db.engine import create_engine, create_session_factory
+from steward.server.devices.service import prune_metrics
 from steward.server.gateway.admission import AdmissionGate
 from steward.server.gateway.hub import AgentHub
 from steward.server.gateway.status import StatusBuffer
@@ -65,6 +68,7 @@ class Runtime:
             self._every(s.status_flush_interval_s, self.status.flush, "status flush"),
             self._every(s.offline_sweep_interval_s, self.status.sweep_offline, "offline sweep"),
             self._every(1.0, self.hub.expire_watches, "watch expiry"),
+            self._every(3600.0, self.prune_history, "metrics retention"),
         ]
 
     async def stop(self) -> None:
@@ -75,6 +79,13 @@ class Runtime:
             await self.status.flush()  # keep the last states of a clean shutdown
         await self.bus.stop()
         await self.engine.dispose()
+
+    async def prune_history(self) -> int:
+        cutoff = utcnow() - timedelta(days=self.settings.metrics_retention_days)
+        async with self.sessions() as session:
+            pruned = await prune_metrics(session, cutoff)
+            await session.commit()
+        return pruned
 
     def _every(
         self, interval_s: float, job: Callable[[], Awaitable[object]], name: str

@@ -82,7 +82,7 @@ async def create_pin(
         runtime.settings.effective_secret_key,
         tenant,
         group_name=body.group,
-        ttl_s=body.ttl_s,
+        ttl_s=body.ttl_s or runtime.settings.pin_ttl_s,
         created_by=principal.email,
     )
     await session.commit()

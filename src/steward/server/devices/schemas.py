@@ -54,7 +54,7 @@ class MetricPoint(BaseModel):
 
 class PinCreate(BaseModel):
     group: str | None = Field(default=None, max_length=100)
-    ttl_s: int = Field(default=600, ge=60, le=7 * 24 * 3600)
+    ttl_s: int | None = Field(default=None, ge=60, le=7 * 24 * 3600, description="default 600")
 
 
 class PinCreated(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Select, false, func, select, true
+from sqlalchemy import Select, delete, false, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.server.devices.models import Device, DeviceMetric, DeviceStatus
@@ -135,3 +135,9 @@ async def recent_metrics(
     ]
     points.reverse()
     return points
+
+
+async def prune_metrics(session: AsyncSession, older_than: datetime) -> int:
+    """Delete history older than `older_than` (retention). Returns how many rows went."""
+    result = await session.execute(delete(DeviceMetric).where(DeviceMetric.at < older_than))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

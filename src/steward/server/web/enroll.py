@@ -70,6 +70,7 @@ async def make_pin(
         )
         return _form(page, group=group, ttl_s=600, error=error, status=422)
     assert page.principal is not None  # require_page guarantees a signed-in user
+    ttl = request.ttl_s or runtime.settings.pin_ttl_s
     tenant = await get_tenant(session, page.principal.tenant_id)
     try:
         pin, row, group_row = await create_pin(
@@ -77,12 +78,12 @@ async def make_pin(
             runtime.settings.effective_secret_key,
             tenant,
             group_name=request.group,
-            ttl_s=request.ttl_s,
+            ttl_s=ttl,
             created_by=page.principal.email,
         )
     except (NotFound, InvalidInput):
         error = page.gettext("There is no group with this name.")
-        return _form(page, group=group, ttl_s=request.ttl_s, error=error, status=422)
+        return _form(page, group=group, ttl_s=ttl, error=error, status=422)
     await session.commit()
     server = shlex.quote(public_url(page, runtime.settings.public_url))
     return page.render(
