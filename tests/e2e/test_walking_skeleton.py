@@ -129,3 +129,52 @@ def test_enroll_run_command_and_go_offline(
         page.goto(f"{installation.url}/devices")
         assert "Offline" in page.locator("tr", has_text=device["hostname"]).inner_text()
         page.close()
+
+
+def test_console_pages_open_in_chromium(installation: Installation, browser: Any) -> None:
+    """Every console page renders in a real browser, in English and Korean, and a group made
+    in the page shows up in the device page's move list."""
+    tenant, email = f"pages{uuid.uuid4().hex[:6]}", "admin@pages.example"
+    assert installation.steward("tenant", "create", tenant, "--name", "Pages").returncode == 0
+    made = installation.steward(
+        "user",
+        "create",
+        "--tenant",
+        tenant,
+        "--email",
+        email,
+        "--role",
+        "ADMIN",
+        "--password-stdin",
+        input=PASSWORD + "\n",
+    )
+    assert made.returncode == 0, made.stderr
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{installation.url}/login")
+    page.fill("input[name=tenant]", tenant)
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/devices")
+    for path, heading in [
+        ("/devices", "Devices"),
+        ("/devices/enroll", "Add device"),
+        ("/groups", "Groups"),
+        ("/settings/organisation", "Organisation"),
+    ]:
+        response = page.goto(f"{installation.url}{path}")
+        assert response is not None and response.status == 200, path
+        assert heading in page.locator("h1").first.inner_text(), path
+    page.goto(f"{installation.url}/groups")
+    page.fill("form[action='/groups'] input[name=name]", "lab-2")
+    page.click("form[action='/groups'] button[type=submit]")
+    page.wait_for_url("**/groups?done=created")
+    assert page.locator("td", has_text="lab-2").count() == 1
+    page.goto(f"{installation.url}/groups?lang=ko")
+    assert "그룹" in page.locator("h1").first.inner_text()
+    page.goto(f"{installation.url}/settings/organisation")
+    assert "조직" in page.locator("h1").first.inner_text()
+    assert errors == []
+    page.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from steward.server.web import auth, commands, devices, enroll
+from steward.server.web import auth, commands, devices, enroll, groups, organisation
 from steward.server.web.templating import Templates
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -21,4 +21,6 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(devices.router)
     app.include_router(devices.data_router)
     app.include_router(commands.router)
+    app.include_router(groups.router)
+    app.include_router(organisation.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -19,6 +19,7 @@ from steward.server.db.base import utcnow
 from steward.server.deps import RuntimeDep, SessionDep
 from steward.server.devices import service
 from steward.server.devices.schemas import DeviceDetail
+from steward.server.tenancy.groups import list_groups
 from steward.server.web.page import Page, PageRoute, require_page
 
 Viewer = Annotated[Page, require_page(P.DEVICE_VIEW)]
@@ -145,8 +146,13 @@ async def device_page(
     device = await service.get_device(session, device_id)
     commands = await list_device_commands(session, device_id, limit=RECENT_COMMANDS)
     await runtime.hub.watch(device_id)
+    groups: list[str] = []
+    if page.principal is not None and page.can(P.DEVICE_MANAGE):
+        summaries = await list_groups(session, page.principal.tenant_id)
+        groups = [summary.group.name for summary in summaries]
     return page.render(
         "devices/detail.html",
+        groups=groups,
         device=device,
         disks=_disks(device),
         processes=_processes(device),

@@ -11,6 +11,7 @@ import gettext
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
@@ -55,10 +56,16 @@ def _environment(directory: Path, catalogue: gettext.GNUTranslations) -> Environ
         filesize=format_bytes,
         percent=format_percent,
         duration=filters.duration,
+        path_part=path_part,
     )
     env.globals["asset_version"] = __version__
     env.globals["NO_VALUE"] = NO_VALUE
     return env
+
+
+def path_part(value: str) -> str:
+    """One segment of a URL path: every reserved character encoded, `/` included."""
+    return quote(value, safe="")
 
 
 def format_bytes(value: int | float | None) -> str:
