@@ -104,6 +104,14 @@ class Databases:
         upgrade(url)
         return url
 
+    def copy_of(self, template_url: str) -> str:
+        """A new PostgreSQL database cloned from another (which must have no connections)."""
+        template = template_url.rsplit("/", 1)[1]
+        name = f"steward_test_{self.worker}_{uuid.uuid4().hex[:10]}"
+        _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        self.pg_names.append(name)
+        return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
     def drop_all(self) -> None:
         for name in self.pg_names:
             # a database that cannot be dropped is left behind; the next run's names differ

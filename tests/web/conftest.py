@@ -1,11 +1,11 @@
-"""The console's test bench: a migrated SQLite database, the real app with its lifespan, and
-HTTP clients speaking to it in-process. Builders and helpers are in `support.py`."""
+"""The console's test bench: a migrated, seeded database on SQLite and on PostgreSQL (copied
+fresh for each test), the real app with its lifespan, and HTTP clients speaking to it
+in-process. Builders and helpers are in `support.py`."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,25 +16,37 @@ from steward.server.app import create_app
 from steward.server.db.migrate import upgrade
 from steward.server.runtime import Runtime
 from steward.server.settings import Settings
+from tests.support import Databases, run_async
 from tests.web.support import SECRET_KEY, World, load_tenant, login, make_device, seed_accounts
 
 
 @pytest.fixture(scope="session")
-def seeded_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Migrated once, with the tenants and users of `ACCOUNTS` (password hashing is slow)."""
-    path = tmp_path_factory.mktemp("web-seed") / "steward.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    upgrade(url)  # Alembic runs its own event loop: call it from synchronous code
-    asyncio.run(seed_accounts(url))
-    return path
+def seeded_database(
+    databases: Databases, backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """Migrated once per backend, with the tenants and users of `ACCOUNTS` (password hashing
+    is slow): an SQLite file, or a PostgreSQL database used as a template."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("web-seed") / "steward.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        upgrade(url)
+    else:
+        url = databases.create(backend)
+    run_async(lambda: seed_accounts(url))
+    return url
 
 
 @pytest.fixture
-def database_url(tmp_path: Path, seeded_database: Path) -> str:
+def database_url(
+    tmp_path: Path, seeded_database: str, databases: Databases, backend: str
+) -> Iterator[str]:
     """A fresh copy of the seeded database for each test."""
-    path = tmp_path / "steward.db"
-    shutil.copyfile(seeded_database, path)
-    return f"sqlite+aiosqlite:///{path}"
+    if backend == "sqlite":
+        path = tmp_path / "steward.db"
+        shutil.copyfile(seeded_database.removeprefix("sqlite+aiosqlite:///"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    yield databases.copy_of(seeded_database)
 
 
 @pytest.fixture
