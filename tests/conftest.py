@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -79,3 +80,13 @@ def _fresh_rate_limits(request: pytest.FixtureRequest) -> None:
         runtime = request.getfixturevalue("server").app.state.runtime
         runtime.pin_failures = SlidingWindowLimiter(runtime.settings.pin_failures_per_minute, 60.0)
         runtime.login_throttle = LoginThrottle()
+
+
+@pytest.fixture
+def cli_env(databases: Databases, backend: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for running the `steward` CLI as a process against a fresh database."""
+    return os.environ | {
+        "STEWARD_DATABASE_URL": databases.create(backend),
+        "STEWARD_DATA_DIR": str(tmp_path),
+        "STEWARD_SECRET_KEY": "cli-test-secret",
+    }

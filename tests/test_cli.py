@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from steward.cli import app
-from tests.support import Databases, run
+from tests.support import run
 
 STEWARD = [sys.executable, "-m", "steward.cli"]
 
 
 @pytest.fixture
-def env(databases: Databases, backend: str, tmp_path: Path) -> dict[str, str]:
-    url = databases.create(backend)
-    return os.environ | {
-        "STEWARD_DATABASE_URL": url,
-        "STEWARD_DATA_DIR": str(tmp_path),
-        "STEWARD_SECRET_KEY": "cli-test-secret",
-    }
+def env(cli_env: dict[str, str]) -> dict[str, str]:
+    return cli_env
 
 
 @pytest.mark.parametrize(

@@ -30,24 +30,31 @@ def _api(installation: Installation, tenant: str, email: str) -> httpx.Client:
     )
 
 
+def _tenant_with_admin(installation: Installation, prefix: str) -> tuple[str, str]:
+    """A new tenant and its ADMIN, made with the CLI as an operator would."""
+    tenant, email = f"{prefix}{uuid.uuid4().hex[:6]}", f"admin@{prefix}.example"
+    assert installation.steward("tenant", "create", tenant, "--name", prefix).returncode == 0
+    made = installation.steward(
+        "user", "create", "--tenant", tenant, "--email", email, "--role", "ADMIN",
+        "--password-stdin", input=PASSWORD + "\n",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return tenant, email
+
+
+def _sign_in(page: Any, installation: Installation, tenant: str, email: str) -> None:
+    page.goto(f"{installation.url}/login")
+    page.fill("input[name=tenant]", tenant)
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/devices")
+
+
 def test_enroll_run_command_and_go_offline(
     installation: Installation, browser: Any, tmp_path: Path
 ) -> None:
-    tenant, email = f"e2e{uuid.uuid4().hex[:6]}", "admin@e2e.example"
-    assert installation.steward("tenant", "create", tenant, "--name", "E2E School").returncode == 0
-    made = installation.steward(
-        "user",
-        "create",
-        "--tenant",
-        tenant,
-        "--email",
-        email,
-        "--role",
-        "ADMIN",
-        "--password-stdin",
-        input=PASSWORD + "\n",
-    )
-    assert made.returncode == 0, made.stderr
+    tenant, email = _tenant_with_admin(installation, "e2e")
     pin_run = installation.steward("pin", "create", "--tenant", tenant)
     assert pin_run.returncode == 0, pin_run.stderr
     pin = pin_run.stdout.strip().splitlines()[-1]
@@ -90,12 +97,7 @@ def test_enroll_run_command_and_go_offline(
         wait_for(lambda: api.get(f"/api/v1/devices/{device['id']}").json()["cpu_model"] != "")
 
         page = browser.new_page()
-        page.goto(f"{installation.url}/login")
-        page.fill("input[name=tenant]", tenant)
-        page.fill("input[name=email]", email)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url("**/devices")
+        _sign_in(page, installation, tenant, email)
         row = page.locator("tr", has_text=device["hostname"])
         row.wait_for()
         assert "Online" in row.inner_text()
@@ -134,30 +136,11 @@ def test_enroll_run_command_and_go_offline(
 def test_console_pages_open_in_chromium(installation: Installation, browser: Any) -> None:
     """Every console page renders in a real browser, in English and Korean, and a group made
     in the page shows up in the device page's move list."""
-    tenant, email = f"pages{uuid.uuid4().hex[:6]}", "admin@pages.example"
-    assert installation.steward("tenant", "create", tenant, "--name", "Pages").returncode == 0
-    made = installation.steward(
-        "user",
-        "create",
-        "--tenant",
-        tenant,
-        "--email",
-        email,
-        "--role",
-        "ADMIN",
-        "--password-stdin",
-        input=PASSWORD + "\n",
-    )
-    assert made.returncode == 0, made.stderr
+    tenant, email = _tenant_with_admin(installation, "pages")
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{installation.url}/login")
-    page.fill("input[name=tenant]", tenant)
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/devices")
+    _sign_in(page, installation, tenant, email)
     for path, heading in [
         ("/devices", "Devices"),
         ("/devices/enroll", "Add device"),

@@ -3,23 +3,17 @@ The rules behind them are tested at the service level; this checks the commands'
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.support import Databases, run
+from tests.support import run
 from tests.test_cli import STEWARD
 
 
 @pytest.fixture
-def env(databases: Databases, backend: str, tmp_path: Path) -> dict[str, str]:
-    url = databases.create(backend)
-    return os.environ | {
-        "STEWARD_DATABASE_URL": url,
-        "STEWARD_DATA_DIR": str(tmp_path),
-        "STEWARD_SECRET_KEY": "cli-test-secret",
-    }
+def env(cli_env: dict[str, str]) -> dict[str, str]:
+    return cli_env
 
 
 def test_tenant_profile_groups_check_and_delete(env: dict[str, str]) -> None:
