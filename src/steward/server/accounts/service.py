@@ -11,8 +11,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.server.accounts.models import Role, User
-from steward.server.accounts.security import hash_password, verify_password
+from steward.server.accounts.security import (
+    AccessClaims,
+    hash_password,
+    issue_access_token,
+    verify_password,
+)
+from steward.server.accounts.throttle import LoginThrottle
 from steward.server.errors import Conflict, InvalidInput, Unauthorized
+from steward.server.settings import Settings
 from steward.server.tenancy.models import Tenant, TenantStatus
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
@@ -114,3 +121,29 @@ async def load_principal(
         role=Role(user.role),
         locale=user.locale,
     )
+
+
+async def sign_in(
+    session: AsyncSession,
+    throttle: LoginThrottle,
+    settings: Settings,
+    *,
+    address: str,
+    tenant: str,
+    email: str,
+    password: str,
+) -> str:
+    """A throttled login (API and console alike): returns an access token, or raises
+    `RateLimited` or `Unauthorized` (one error for every kind of wrong credential)."""
+    throttle.check(address, tenant, email)
+    try:
+        if not (tenant.strip() and email.strip() and password):
+            raise Unauthorized("wrong tenant, e-mail or password", code="invalid_credentials")
+        tenant_row, user = await authenticate(session, tenant, email, password)
+    except Unauthorized:
+        throttle.failed(address, tenant, email)
+        raise
+    claims = AccessClaims(
+        user_id=user.id, tenant_id=tenant_row.id, tenant_slug=tenant_row.slug, role=user.role
+    )
+    return issue_access_token(settings.effective_secret_key, claims, settings.access_token_ttl_s)

@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query
 from fastapi.responses import RedirectResponse, Response
 
-from steward.server.accounts.security import AccessClaims, issue_access_token
-from steward.server.accounts.service import authenticate
+from steward.server.accounts.service import sign_in
 from steward.server.deps import RuntimeDep, SessionDep
 from steward.server.errors import RateLimited, Unauthorized
 from steward.server.web.page import HOME, LOGIN, PageRoute, PublicPage, safe_next
@@ -47,41 +46,35 @@ async def login(
 ) -> Response:
     target = safe_next(back_to)
     request = page.request
-    address = request.client.host if request.client else "unknown"
+
+    def refused(status_code: int, message: str) -> Response:
+        return page.render(
+            "auth/login.html",
+            status_code=status_code,
+            tenant=tenant,
+            email=email,
+            next=target,
+            error=message,
+        )
+
     try:
-        runtime.login_throttle.check(address, tenant, email)
+        token = await sign_in(
+            session,
+            runtime.login_throttle,
+            runtime.settings,
+            address=request.client.host if request.client else "unknown",
+            tenant=tenant,
+            email=email,
+            password=password,
+        )
     except RateLimited:
-        return page.render(
-            "auth/login.html",
-            status_code=429,
-            tenant=tenant,
-            email=email,
-            next=target,
-            error=page.gettext("Too many failed sign-in attempts. Try again in a minute."),
+        return refused(
+            429, page.gettext("Too many failed sign-in attempts. Try again in a minute.")
         )
-    try:
-        if not (tenant.strip() and email.strip() and password):
-            raise Unauthorized("incomplete credentials", code="invalid_credentials")
-        tenant_row, user = await authenticate(session, tenant, email, password)
     except Unauthorized:
-        runtime.login_throttle.failed(address, tenant, email)
         # One message for every failure: it must not tell which of the three was wrong.
-        return page.render(
-            "auth/login.html",
-            status_code=401,
-            tenant=tenant,
-            email=email,
-            next=target,
-            error=page.gettext("Wrong tenant, e-mail or password."),
-        )
+        return refused(401, page.gettext("Wrong tenant, e-mail or password."))
     ttl = runtime.settings.access_token_ttl_s
-    token = issue_access_token(
-        runtime.settings.effective_secret_key,
-        AccessClaims(
-            user_id=user.id, tenant_id=tenant_row.id, tenant_slug=tenant_row.slug, role=user.role
-        ),
-        ttl,
-    )
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, page.request, token, ttl)
     return response
