@@ -35,7 +35,7 @@ async def test_check_finds_planted_problems(
         await session.commit()
     orphan = new_slug()
     (tenants_dir(settings) / orphan).mkdir(parents=True)
-    (tenants_dir(settings) / healthy.slug).mkdir()
+    (tenants_dir(settings) / str(healthy.id)).mkdir()
 
     async with sessions() as session:
         findings = await check_tenants(session, settings)

@@ -3,6 +3,7 @@ The rules behind them are tested at the service level; this checks the commands'
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,9 @@ def test_tenant_profile_groups_check_and_delete(env: dict[str, str]) -> None:
         result = run([*STEWARD, *args], env=env, input=stdin)
         return result.returncode, result.stdout, result.stderr
 
-    assert steward("tenant", "create", "school", "--name", "A School")[0] == 0
+    code, stdout, _ = steward("tenant", "create", "school", "--name", "A School")
+    assert code == 0
+    tenant_id = str(uuid.UUID(stdout.rsplit("(", 1)[1].rstrip(")\n")))  # "created (<id>)"
     code, _, stderr = steward(
         "tenant", "update", "school", "--brn", "123-45-67890", "--contact-email", "it@school.kr",
         "--timezone", "Asia/Seoul", "--notes", "VIP",
@@ -48,7 +51,7 @@ def test_tenant_profile_groups_check_and_delete(env: dict[str, str]) -> None:
 
     orphan = Path(env["STEWARD_DATA_DIR"]) / "tenants" / "gone"
     orphan.mkdir(parents=True)
-    files = Path(env["STEWARD_DATA_DIR"]) / "tenants" / "school"
+    files = Path(env["STEWARD_DATA_DIR"]) / "tenants" / tenant_id
     files.mkdir()
     code, stdout, _ = steward("tenant", "check")
     assert code == 1 and "no_active_admin" in stdout and "orphan_directory" in stdout

@@ -142,10 +142,10 @@ async def test_delete_removes_rows_and_files(
         kept = await make_tenant(session)
         await make_device(session, kept)
         await session.commit()
-    files = service.tenants_dir(settings) / doomed.slug
+    files = service.tenants_dir(settings) / str(doomed.id)
     (files / "uploads").mkdir(parents=True)
     (files / "uploads" / "report.txt").write_text("x")
-    kept_files = service.tenants_dir(settings) / kept.slug
+    kept_files = service.tenants_dir(settings) / str(kept.id)
     kept_files.mkdir()
 
     async with sessions() as session:
@@ -201,7 +201,7 @@ async def test_delete_refuses_a_files_dir_that_leads_elsewhere(
         tenant = await make_tenant(session)
         await session.commit()
     service.tenants_dir(settings).mkdir(parents=True)
-    (service.tenants_dir(settings) / tenant.slug).symlink_to(elsewhere)
+    (service.tenants_dir(settings) / str(tenant.id)).symlink_to(elsewhere)
 
     async with sessions() as session:
         with pytest.raises(InvalidInput) as refused:

@@ -53,14 +53,15 @@ async def _tenants_without_admin(session: AsyncSession) -> list[Finding]:
 
 
 async def _orphan_directories(session: AsyncSession, settings: Settings) -> list[Finding]:
+    """Entries of the tenants' files directory not named by a tenant's id."""
     root = tenants_dir(settings)
     if not root.is_dir():
         return []
-    slugs = set(await session.scalars(select(Tenant.slug)))
+    tenant_ids = {str(tenant_id) for tenant_id in await session.scalars(select(Tenant.id))}
     return [
         Finding("orphan_directory", entry.name, f"{entry} belongs to no tenant")
         for entry in sorted(root.iterdir())
-        if entry.name not in slugs
+        if entry.name not in tenant_ids
     ]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from steward.server.accounts.models import User
 from steward.server.accounts.service import normalise_email
 from steward.server.devices.models import Device, DeviceStatus
 from steward.server.errors import Conflict, InvalidInput, NotFound
+from steward.server.files.store import TenantStore, tenants_root
 from steward.server.settings import Settings
 from steward.server.tenancy.models import DEFAULT_GROUP, Group, Tenant, TenantStatus
 
@@ -229,33 +229,26 @@ async def set_tenant_status(session: AsyncSession, slug: str, status: str) -> Te
 
 
 def tenants_dir(settings: Settings) -> Path:
-    """Where tenants keep their files: `<data_dir>/tenants/<slug>/`."""
-    return settings.data_dir / "tenants"
+    """Where tenants keep their files: `<data_dir>/tenants/<tenant id>/`."""
+    return tenants_root(settings.data_dir)
 
 
-def tenant_files_dir(settings: Settings, slug: str) -> Path:
-    """The tenant's files directory, refused when it would resolve outside `tenants_dir`
-    (a crafted slug or a symlink)."""
-    root = tenants_dir(settings).resolve()
-    path = root / slug
-    if path.resolve() != path or path.parent != root:
-        raise InvalidInput(
-            f"the files of tenant {slug!r} would lie outside {root}", code="unsafe_path"
-        )
-    return path
+def tenant_store(settings: Settings, tenant_id: uuid.UUID) -> TenantStore:
+    """The tenant's files, in a directory named by its id so that a new slug moves nothing."""
+    return TenantStore(settings.data_dir, tenant_id)
 
 
 async def delete_tenant(session: AsyncSession, settings: Settings, slug: str) -> Tenant:
     """Delete a tenant with everything it owns (the foreign keys cascade) and its files.
 
     The files go once the rows are deleted in the caller's transaction, so a refused delete
-    leaves them in place."""
+    (a files directory that is a link, say) leaves them in place."""
     slug = validate_slug(slug)
     tenant = await get_tenant_by_slug(session, slug)
-    files = tenant_files_dir(settings, tenant.slug)
+    files = tenant_store(settings, tenant.id)
+    files.check_root()
     await session.execute(delete(Tenant).where(Tenant.id == tenant.id))
     await session.flush()
     session.expunge_all()  # the tenant's rows in this session are gone
-    if files.is_dir():
-        shutil.rmtree(files)
+    files.remove_tenant_files()
     return tenant

@@ -1,0 +1,1 @@
+"""Files the server keeps for tenants, under `<data_dir>/tenants/<tenant id>/<group id>/`."""
