@@ -41,6 +41,18 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
         await engine.dispose()
 
 
+@pytest.fixture
+async def system_sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions for operator work across tenants (what the CLI and set-up use)."""
+    from steward.server.db.engine import create_engine, create_session_factory
+
+    engine = create_engine(database_url)
+    try:
+        yield create_session_factory(engine, system=True)
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def server(
     databases: Databases, backend: str, tmp_path_factory: pytest.TempPathFactory

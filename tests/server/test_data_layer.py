@@ -8,13 +8,13 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from steward.protocol import EnrollRequest, LightHeartbeat
 from steward.server.db.base import utcnow
 from steward.server.db.migrate import check
-from steward.server.db.tenant_filter import bind_tenant
+from steward.server.db.tenant_filter import TenantContextMissing, bind_system, bind_tenant
 from steward.server.devices import enrollment
 from steward.server.devices.models import Device, DeviceMetric, DeviceStatus
 from steward.server.errors import Unauthorized
@@ -43,9 +43,11 @@ async def _tenant_with_device(sessions: Sessions) -> tuple[Tenant, str]:
         return tenant, response.device_id
 
 
-async def test_a_bound_session_sees_only_its_tenant(sessions: Sessions) -> None:
-    tenant_a, device_a = await _tenant_with_device(sessions)
-    _tenant_b, device_b = await _tenant_with_device(sessions)
+async def test_a_bound_session_sees_only_its_tenant(
+    sessions: Sessions, system_sessions: Sessions
+) -> None:
+    tenant_a, device_a = await _tenant_with_device(system_sessions)
+    _tenant_b, device_b = await _tenant_with_device(system_sessions)
     async with sessions() as session:
         bind_tenant(session, tenant_a.id)
         ids = set(await session.scalars(select(Device.id)))
@@ -64,9 +66,11 @@ async def test_a_bound_session_sees_only_its_tenant(sessions: Sessions) -> None:
         assert {row[0] for row in joined} == {uuid.UUID(device_a)}
 
 
-async def test_a_bound_session_stamps_and_refuses_foreign_rows(sessions: Sessions) -> None:
-    tenant_a, _ = await _tenant_with_device(sessions)
-    tenant_b, _ = await _tenant_with_device(sessions)
+async def test_a_bound_session_stamps_and_refuses_foreign_rows(
+    sessions: Sessions, system_sessions: Sessions
+) -> None:
+    tenant_a, _ = await _tenant_with_device(system_sessions)
+    tenant_b, _ = await _tenant_with_device(system_sessions)
     async with sessions() as session:
         bind_tenant(session, tenant_a.id)
         group = Group(name="stamped")
@@ -79,8 +83,8 @@ async def test_a_bound_session_stamps_and_refuses_foreign_rows(sessions: Session
         await session.rollback()
 
 
-async def test_pins_are_single_use_even_when_raced(sessions: Sessions) -> None:
-    async with sessions() as session:
+async def test_pins_are_single_use_even_when_raced(system_sessions: Sessions) -> None:
+    async with system_sessions() as session:
         tenant = await create_tenant(session, f"t{uuid.uuid4().hex[:8]}", "T")
         pin, _row, _group = await enrollment.create_pin(
             session, KEY, tenant, group_name=None, ttl_s=600, created_by="test"
@@ -88,7 +92,7 @@ async def test_pins_are_single_use_even_when_raced(sessions: Sessions) -> None:
         await session.commit()
 
     async def attempt(machine: str) -> str:
-        async with sessions() as session:
+        async with system_sessions() as session:
             try:
                 await enrollment.enroll(
                     session, KEY, EnrollRequest(pin=pin, machine_id=machine, hostname=machine)
@@ -106,15 +110,15 @@ async def test_pins_are_single_use_even_when_raced(sessions: Sessions) -> None:
     assert outcomes.count("ok") == 1, outcomes
 
 
-async def test_expired_pin_is_refused(sessions: Sessions) -> None:
-    async with sessions() as session:
+async def test_expired_pin_is_refused(system_sessions: Sessions) -> None:
+    async with system_sessions() as session:
         tenant = await create_tenant(session, f"t{uuid.uuid4().hex[:8]}", "T")
         pin, row, _group = await enrollment.create_pin(
             session, KEY, tenant, group_name=None, ttl_s=600, created_by="test"
         )
         row.expires_at = utcnow() - timedelta(seconds=1)
         await session.commit()
-    async with sessions() as session:
+    async with system_sessions() as session:
         with pytest.raises(Unauthorized) as refused:
             await enrollment.enroll(
                 session, KEY, EnrollRequest(pin=pin, machine_id="m", hostname="h")
@@ -123,17 +127,17 @@ async def test_expired_pin_is_refused(sessions: Sessions) -> None:
 
 
 async def test_status_buffer_flushes_in_one_go_and_sweeps_silent_devices(
-    sessions: Sessions,
+    system_sessions: Sessions,
 ) -> None:
-    tenant, device = await _tenant_with_device(sessions)
+    tenant, device = await _tenant_with_device(system_sessions)
     device_id = uuid.UUID(device)
-    buffer = StatusBuffer(sessions, missed_heartbeats_offline=3)
+    buffer = StatusBuffer(system_sessions, missed_heartbeats_offline=3)
     beat = LightHeartbeat(cpu_percent=10, memory_percent=20, uptime_s=5, ip_addresses=["10.1.1.1"])
     for _ in range(3):
         buffer.seen(device_id, tenant.id, transport="ws", interval_s=0.1, heartbeat=beat)
     assert await buffer.flush() == 1
     assert await buffer.flush() == 0
-    async with sessions() as session:
+    async with system_sessions() as session:
         status = await session.get(DeviceStatus, device_id)
         assert status is not None and status.online and status.cpu_percent == 10
         metrics = (
@@ -142,23 +146,23 @@ async def test_status_buffer_flushes_in_one_go_and_sweeps_silent_devices(
         assert len(metrics) == 3
     await asyncio.sleep(1.5)  # 3 missed 0.1 s intervals + 1 s grace
     assert await buffer.sweep_offline() >= 1
-    async with sessions() as session:
+    async with system_sessions() as session:
         status = await session.get(DeviceStatus, device_id)
         assert status is not None and not status.online
     buffer.seen(device_id, tenant.id, transport="poll", interval_s=30)
     buffer.offline(device_id, tenant.id)
     await buffer.flush()
-    async with sessions() as session:
+    async with system_sessions() as session:
         status = await session.get(DeviceStatus, device_id)
         assert status is not None and not status.online
 
 
-async def test_metrics_older_than_the_retention_are_pruned(sessions: Sessions) -> None:
+async def test_metrics_older_than_the_retention_are_pruned(system_sessions: Sessions) -> None:
     from steward.server.devices.service import prune_metrics
 
-    tenant, device = await _tenant_with_device(sessions)
+    tenant, device = await _tenant_with_device(system_sessions)
     now = utcnow()
-    async with sessions() as session:
+    async with system_sessions() as session:
         for age_days in (30, 1):
             session.add(
                 DeviceMetric(
@@ -170,13 +174,48 @@ async def test_metrics_older_than_the_retention_are_pruned(sessions: Sessions) -
                 )
             )
         await session.commit()
-    async with sessions() as session:
+    async with system_sessions() as session:
         assert await prune_metrics(session, now - timedelta(days=14)) >= 1
         await session.commit()
-    async with sessions() as session:
+    async with system_sessions() as session:
         left = (
             await session.scalars(
                 select(DeviceMetric.at).where(DeviceMetric.device_id == uuid.UUID(device))
             )
         ).all()
         assert len(left) == 1 and left[0] > now - timedelta(days=2)
+
+
+async def test_tenant_owned_queries_without_a_tenant_context_raise(
+    sessions: Sessions, system_sessions: Sessions
+) -> None:
+    tenant, _device = await _tenant_with_device(system_sessions)
+    async with sessions() as session:
+        for statement in (select(Device), select(Group.name), select(DeviceStatus.online)):
+            with pytest.raises(TenantContextMissing):
+                await session.execute(statement)
+        with pytest.raises(TenantContextMissing):
+            await session.execute(update(Device).values(hostname="x"))
+        assert (await session.scalar(select(Tenant.slug).where(Tenant.id == tenant.id))) == (
+            tenant.slug
+        )  # the tenants table itself is not tenant-owned
+        session.add(Group(name="nowhere", tenant_id=tenant.id))
+        with pytest.raises(TenantContextMissing):
+            await session.flush()
+
+
+async def test_a_session_context_cannot_be_switched(
+    sessions: Sessions, system_sessions: Sessions
+) -> None:
+    tenant_a, _ = await _tenant_with_device(system_sessions)
+    tenant_b, _ = await _tenant_with_device(system_sessions)
+    async with sessions() as session:
+        bind_tenant(session, tenant_a.id)
+        bind_tenant(session, tenant_a.id)  # the same tenant again is fine
+        with pytest.raises(PermissionError):
+            bind_tenant(session, tenant_b.id)
+        with pytest.raises(PermissionError):
+            bind_system(session)
+    async with system_sessions() as session:
+        with pytest.raises(PermissionError):
+            bind_tenant(session, tenant_a.id)

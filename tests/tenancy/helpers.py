@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from steward.protocol import EnrollRequest
 from steward.server.accounts.models import Role
 from steward.server.accounts.service import create_user
+from steward.server.db.rls import SET_CONTEXT_PREFIX
 from steward.server.devices import enrollment
 from steward.server.devices.models import DeviceStatus
 from steward.server.tenancy.models import Tenant
@@ -62,7 +63,10 @@ def count_queries(sessions: Sessions) -> Iterator[list[str]]:
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        # The row-level security context (PostgreSQL, once per transaction) is not a query.
+        if statement.lstrip().upper().startswith("SELECT") and not statement.startswith(
+            SET_CONTEXT_PREFIX
+        ):
             statements.append(statement)
 
     event.listen(engine.sync_engine, "before_cursor_execute", record)

@@ -22,6 +22,7 @@ from steward.server.gateway.hub import AgentHub
 from steward.server.gateway.status import StatusBuffer
 from steward.server.ratelimit import SlidingWindowLimiter
 from steward.server.settings import Settings
+from steward.server.tenancy.hosts import TenantResolver
 
 log = logging.getLogger(__name__)
 
@@ -31,27 +32,31 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    system_sessions: async_sessionmaker[AsyncSession]
     bus: Bus
     status: StatusBuffer
     hub: AgentHub
     pin_failures: SlidingWindowLimiter
     login_throttle: LoginThrottle
     admission: AdmissionGate
+    tenants: TenantResolver
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings.effective_database_url)
         sessions = create_session_factory(engine)
+        system_sessions = create_session_factory(engine, system=True)
         bus = InMemoryBus()
-        status = StatusBuffer(sessions, settings.missed_heartbeats_offline)
+        status = StatusBuffer(system_sessions, settings.missed_heartbeats_offline)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
+            system_sessions=system_sessions,
             bus=bus,
             status=status,
-            hub=AgentHub(settings, sessions, bus, status),
+            hub=AgentHub(settings, system_sessions, bus, status),
             pin_failures=SlidingWindowLimiter(settings.pin_failures_per_minute, 60.0),
             login_throttle=LoginThrottle(),
             admission=AdmissionGate(
@@ -59,6 +64,7 @@ class Runtime:
                 wait_s=settings.agent_handshake_wait_s,
                 retry_after_s=(5, 30),
             ),
+            tenants=TenantResolver(system_sessions, bus, ttl_s=settings.tenant_cache_ttl_s),
         )
 
     async def start(self) -> None:
@@ -82,7 +88,7 @@ class Runtime:
 
     async def prune_history(self) -> int:
         cutoff = utcnow() - timedelta(days=self.settings.metrics_retention_days)
-        async with self.sessions() as session:
+        async with self.system_sessions() as session:
             pruned = await prune_metrics(session, cutoff)
             await session.commit()
         return pruned

@@ -15,7 +15,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from steward.server.db.tenant_filter import install_tenant_filter
+from steward.server.db.tenant_filter import (
+    SYSTEM_CONTEXT,
+    TENANT_CONTEXT_KEY,
+    install_tenant_filter,
+)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -62,19 +66,24 @@ def create_engine(url: str) -> AsyncEngine:
     )
 
 
-def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    factory = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def create_session_factory(
+    engine: AsyncEngine, *, system: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions without a tenant context (bind one per request), or with `system=True`
+    sessions bound to system work from the start (see `tenant_filter`)."""
+    info = {TENANT_CONTEXT_KEY: SYSTEM_CONTEXT} if system else {}
+    factory = async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info)
     install_tenant_filter(factory)
     return factory
 
 
 @asynccontextmanager
 async def standalone_session(database_url: str) -> AsyncIterator[AsyncSession]:
-    """One session on a short-lived engine, for work outside a running server (CLI commands,
-    set-up, tests). The caller commits."""
+    """One system session on a short-lived engine, for operator work outside a running server
+    (CLI commands, set-up, tests). The caller commits."""
     engine = create_engine(database_url)
     try:
-        async with create_session_factory(engine)() as session:
+        async with create_session_factory(engine, system=True)() as session:
             yield session
     finally:
         await engine.dispose()

@@ -1,6 +1,7 @@
 """Imports every model so that `Base.metadata` is complete (Alembic, tests)."""
 
 from steward.server.accounts.models import User
+from steward.server.audit.models import AuditEvent
 from steward.server.commands.models import Command
 from steward.server.db.base import Base
 from steward.server.devices.models import (
@@ -10,10 +11,12 @@ from steward.server.devices.models import (
     DeviceStatus,
     EnrollmentPin,
 )
+from steward.server.platform.models import PlatformAdmin
 from steward.server.tenancy.models import Group, Tenant
 
 __all__ = [
     "AgentCredential",
+    "AuditEvent",
     "Base",
     "Command",
     "Device",
@@ -21,6 +24,7 @@ __all__ = [
     "DeviceStatus",
     "EnrollmentPin",
     "Group",
+    "PlatformAdmin",
     "Tenant",
     "User",
 ]

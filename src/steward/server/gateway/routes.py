@@ -28,7 +28,7 @@ from steward.protocol import (
     parse_agent_message,
 )
 from steward.server.commands import service as commands
-from steward.server.deps import RuntimeDep, SessionDep
+from steward.server.deps import RuntimeDep, SystemSessionDep
 from steward.server.devices import enrollment
 from steward.server.errors import (
     InvalidInput,
@@ -54,7 +54,9 @@ def _client_address(request: Request | WebSocket) -> str:
 
 
 @router.post("/enroll", response_model=EnrollResponse)
-async def enroll(request: Request, runtime: RuntimeDep, session: SessionDep) -> EnrollResponse:
+async def enroll(
+    request: Request, runtime: RuntimeDep, session: SystemSessionDep
+) -> EnrollResponse:
     address = _client_address(request)
     limiter = runtime.pin_failures
     if limiter.exceeded(address):
@@ -81,7 +83,7 @@ async def enroll(request: Request, runtime: RuntimeDep, session: SessionDep) -> 
 
 
 @router.post("/poll", response_model=PollResponse)
-async def poll(request: Request, runtime: RuntimeDep, session: SessionDep) -> PollResponse:
+async def poll(request: Request, runtime: RuntimeDep, session: SystemSessionDep) -> PollResponse:
     # Read the body before touching the database: a slow client must not hold a connection.
     raw = await request.body()
     identity = await enrollment.authenticate_agent(session, request.headers.get("authorization"))
@@ -141,7 +143,7 @@ async def agent_socket(websocket: WebSocket) -> None:
         await _deny(websocket, gate.refuse("the server is at capacity"))
         return
     try:
-        async with gate.slot(), runtime.sessions() as session:
+        async with gate.slot(), runtime.system_sessions() as session:
             identity = await enrollment.authenticate_agent(
                 session, websocket.headers.get("authorization")
             )
@@ -174,7 +176,7 @@ async def agent_socket(websocket: WebSocket) -> None:
         if hello is None:
             return
         if (hello.hostname, hello.agent_version) != (identity.hostname, identity.agent_version):
-            async with gate.slot(), runtime.sessions() as session:
+            async with gate.slot(), runtime.system_sessions() as session:
                 await handle_message(
                     hub, session, identity, hello, transport="ws", interval_s=connection.interval_s
                 )
@@ -267,7 +269,7 @@ async def _receive_loop(
                 heartbeat=message,
             )
             continue
-        async with runtime.sessions() as session:
+        async with runtime.system_sessions() as session:
             await handle_message(
                 hub,
                 session,

@@ -1,0 +1,1 @@
+"""The record of security-relevant events."""
