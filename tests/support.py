@@ -98,9 +98,10 @@ class Databases:
         if backend == "sqlite":
             url = f"sqlite+aiosqlite:///{self.tmp_root / (name + '.db')}"
         else:
-            _pg_admin(f'CREATE DATABASE "{name}"')
+            self._ensure_app_role()
+            _pg_admin(f'CREATE DATABASE "{name}" OWNER "{self.APP_ROLE}"')
             self.pg_names.append(name)
-            url = f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+            url = self._app_url(name)
         upgrade(url)
         return url
 
@@ -108,9 +109,32 @@ class Databases:
         """A new PostgreSQL database cloned from another (which must have no connections)."""
         template = template_url.rsplit("/", 1)[1]
         name = f"steward_test_{self.worker}_{uuid.uuid4().hex[:10]}"
-        _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        self._ensure_app_role()
+        _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER "{self.APP_ROLE}"')
         self.pg_names.append(name)
-        return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        return self._app_url(name)
+
+    # The app reaches its PostgreSQL databases as their owner, an ordinary role, as in
+    # production: a superuser (or BYPASSRLS) would pass through the row-level security policies.
+    APP_ROLE = "steward_app"
+    _app_role_ready = False
+
+    @classmethod
+    def _ensure_app_role(cls) -> None:
+        if cls._app_role_ready:
+            return
+        # Parallel workers race to create the role: the loser sees duplicate_object, or
+        # unique_violation when both passed the catalog check at the same time.
+        _pg_admin(
+            "DO $$ BEGIN "
+            f"CREATE ROLE {cls.APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS; "
+            "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; "
+            "END $$"
+        )
+        cls._app_role_ready = True
+
+    def _app_url(self, name: str) -> str:
+        return f"postgresql+asyncpg://{self.APP_ROLE}@{PG_HOST}:{PG_PORT}/{name}"
 
     def drop_all(self) -> None:
         for name in self.pg_names:
@@ -244,22 +268,29 @@ class Seeder:
         return self._run(work)
 
 
-def login(server: LiveServer, tenant: SeededTenant, email: str | None = None) -> httpx.Client:
-    """An API client with a bearer token."""
-    response = httpx.post(
-        f"{server.url}/api/v1/auth/login",
-        json={
-            "tenant": tenant.slug,
-            "email": email or tenant.admin_email,
-            "password": tenant.password,
-        },
-        timeout=10,
+def host_header(server: LiveServer, slug: str | None) -> dict[str, str]:
+    """The `Host` of a tenant (`<slug>.localhost:<port>`), or of the platform (None)."""
+    name = f"{slug}.localhost" if slug else "localhost"
+    return {"Host": f"{name}:{server.port}"}
+
+
+def tenant_client(server: LiveServer, slug: str | None, **headers: str) -> httpx.Client:
+    """A client that speaks to the server as `<slug>.localhost` (the platform host for None)."""
+    return httpx.Client(
+        base_url=server.url, timeout=10, headers=host_header(server, slug) | headers
     )
+
+
+def login(server: LiveServer, tenant: SeededTenant, email: str | None = None) -> httpx.Client:
+    """An API client with a bearer token, on the tenant's host."""
+    with tenant_client(server, tenant.slug) as anonymous:
+        response = anonymous.post(
+            "/api/v1/auth/login",
+            json={"email": email or tenant.admin_email, "password": tenant.password},
+        )
     response.raise_for_status()
     token = response.json()["access_token"]
-    return httpx.Client(
-        base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {token}"}
-    )
+    return tenant_client(server, tenant.slug, Authorization=f"Bearer {token}")
 
 
 def enroll(

@@ -56,6 +56,29 @@ class Installation:
     agents: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Any] = field(default_factory=list)
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def tenant_url(self, slug: str | None) -> str:
+        """What a browser opens: `http://<slug>.localhost:<port>` (the platform host for None)."""
+        return f"http://{f'{slug}.' if slug else ''}localhost:{self.port}"
+
+    def api(self, slug: str, email: str, password: str) -> httpx.Client:
+        """An API client signed in on the tenant's host (the server's own address, with the
+        tenant's `Host`)."""
+        headers = {"Host": f"{slug}.localhost:{self.port}"}
+        response = httpx.post(
+            f"{self.url}/api/v1/auth/login",
+            json={"email": email, "password": password},
+            headers=headers,
+            timeout=10,
+        )
+        response.raise_for_status()
+        token = response.json()["access_token"]
+        headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
     def steward(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [_bin("steward"), *args],

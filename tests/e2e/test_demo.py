@@ -36,13 +36,15 @@ def test_demo_sets_up_everything_and_stops_cleanly(tmp_path: Path) -> None:
                 lambda: "Password:" in (t := log_path.read_text()) and t, timeout=60, interval=0.2
             )
             password = re.search(r"Password:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
-            assert f"http://localhost:{port}/" in text and "admin@demo.example" in text
+            assert f"http://demo.localhost:{port}/" in text and "admin@demo.example" in text
             assert (tmp_path / "data" / "steward.db").exists()
+            host = {"Host": f"demo.localhost:{port}"}
             token = httpx.post(
                 f"http://127.0.0.1:{port}/api/v1/auth/login",
-                json={"tenant": "demo", "email": "admin@demo.example", "password": password},
+                json={"email": "admin@demo.example", "password": password},
+                headers=host,
             ).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
+            headers = host | {"Authorization": f"Bearer {token}"}
             devices = wait_for(
                 lambda: [
                     d

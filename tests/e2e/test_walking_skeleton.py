@@ -21,13 +21,7 @@ PASSWORD = "e2e-password-123"
 
 
 def _api(installation: Installation, tenant: str, email: str) -> httpx.Client:
-    token = httpx.post(
-        f"{installation.url}/api/v1/auth/login",
-        json={"tenant": tenant, "email": email, "password": PASSWORD},
-    ).json()["access_token"]
-    return httpx.Client(
-        base_url=installation.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
-    )
+    return installation.api(tenant, email, PASSWORD)
 
 
 def _tenant_with_admin(installation: Installation, prefix: str) -> tuple[str, str]:
@@ -43,8 +37,12 @@ def _tenant_with_admin(installation: Installation, prefix: str) -> tuple[str, st
 
 
 def _sign_in(page: Any, installation: Installation, tenant: str, email: str) -> None:
-    page.goto(f"{installation.url}/login")
+    """As a user would: the bare domain asks for the organisation and sends the browser on to
+    the organisation's own host, where the e-mail and password go."""
+    page.goto(f"{installation.tenant_url(None)}/login")
     page.fill("input[name=tenant]", tenant)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{installation.tenant_url(tenant)}/login")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
@@ -128,7 +126,7 @@ def test_enroll_run_command_and_go_offline(
         wait_for(
             lambda: not api.get(f"/api/v1/devices/{device['id']}").json()["online"], timeout=10
         )
-        page.goto(f"{installation.url}/devices")
+        page.goto(f"{installation.tenant_url(tenant)}/devices")
         assert "Offline" in page.locator("tr", has_text=device["hostname"]).inner_text()
         page.close()
 
@@ -147,17 +145,17 @@ def test_console_pages_open_in_chromium(installation: Installation, browser: Any
         ("/groups", "Groups"),
         ("/settings/organisation", "Organisation"),
     ]:
-        response = page.goto(f"{installation.url}{path}")
+        response = page.goto(f"{installation.tenant_url(tenant)}{path}")
         assert response is not None and response.status == 200, path
         assert heading in page.locator("h1").first.inner_text(), path
-    page.goto(f"{installation.url}/groups")
+    page.goto(f"{installation.tenant_url(tenant)}/groups")
     page.fill("form[action='/groups'] input[name=name]", "lab-2")
     page.click("form[action='/groups'] button[type=submit]")
     page.wait_for_url("**/groups?done=created")
     assert page.locator("td", has_text="lab-2").count() == 1
-    page.goto(f"{installation.url}/groups?lang=ko")
+    page.goto(f"{installation.tenant_url(tenant)}/groups?lang=ko")
     assert "그룹" in page.locator("h1").first.inner_text()
-    page.goto(f"{installation.url}/settings/organisation")
+    page.goto(f"{installation.tenant_url(tenant)}/settings/organisation")
     assert "조직" in page.locator("h1").first.inner_text()
     assert errors == []
     page.close()

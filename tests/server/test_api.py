@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from tests.support import LiveServer, Seeder, enroll, login
+from tests.support import LiveServer, Seeder, enroll, host_header, login, tenant_client
 
 
 def _error(response: httpx.Response) -> str:
@@ -23,17 +23,18 @@ def test_healthz_reports_database_ok(server: LiveServer) -> None:
 
 
 def test_openapi_is_published(server: LiveServer) -> None:
-    spec = httpx.get(f"{server.url}/api/openapi.json").json()
+    spec = httpx.get(f"{server.url}/api/openapi.json", headers=host_header(server, None)).json()
     assert "/api/v1/devices" in spec["paths"]
     assert "/api/v1/devices/{device_id}/commands" in spec["paths"]
 
 
 def test_login_issues_a_bearer_token(server: LiveServer, seeder: Seeder) -> None:
     tenant = seeder.tenant()
-    response = httpx.post(
-        f"{server.url}/api/v1/auth/login",
-        json={"tenant": tenant.slug, "email": tenant.admin_email, "password": tenant.password},
-    )
+    with tenant_client(server, tenant.slug) as http:
+        response = http.post(
+            "/api/v1/auth/login",
+            json={"email": tenant.admin_email, "password": tenant.password},
+        )
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer" and body["access_token"].count(".") == 2
@@ -41,39 +42,43 @@ def test_login_issues_a_bearer_token(server: LiveServer, seeder: Seeder) -> None
 
 def test_login_failures_look_the_same(server: LiveServer, seeder: Seeder) -> None:
     tenant = seeder.tenant()
+    other = seeder.tenant()
     attempts = [
-        {"tenant": tenant.slug, "email": tenant.admin_email, "password": "wrong-password"},
-        {"tenant": tenant.slug, "email": "nobody@example.com", "password": tenant.password},
-        {"tenant": "no-such-tenant", "email": tenant.admin_email, "password": tenant.password},
+        {"email": tenant.admin_email, "password": "wrong-password"},
+        {"email": "nobody@example.com", "password": tenant.password},
+        # a tenant named in the body is never trusted over the host's
+        {"tenant": other.slug, "email": other.admin_email, "password": other.password},
+        {"email": other.admin_email, "password": other.password},  # another tenant's user
     ]
-    for body in attempts:
-        response = httpx.post(f"{server.url}/api/v1/auth/login", json=body)
-        assert response.status_code == 401
-        assert _error(response) == "invalid_credentials"
+    with tenant_client(server, tenant.slug) as http:
+        for body in attempts:
+            response = http.post("/api/v1/auth/login", json=body)
+            assert response.status_code == 401
+            assert _error(response) == "invalid_credentials"
 
 
-def test_login_validates_input(server: LiveServer) -> None:
-    response = httpx.post(f"{server.url}/api/v1/auth/login", json={"tenant": "x"})
-    assert response.status_code == 422
-    assert _error(response) == "invalid_input"
-    response = httpx.post(
-        f"{server.url}/api/v1/auth/login",
-        content=b"{not json",
-        headers={"content-type": "application/json"},
-    )
-    assert response.status_code == 422
+def test_login_validates_input(server: LiveServer, seeder: Seeder) -> None:
+    with tenant_client(server, seeder.tenant().slug) as http:
+        response = http.post("/api/v1/auth/login", json={"tenant": "x"})
+        assert response.status_code == 422
+        assert _error(response) == "invalid_input"
+        response = http.post(
+            "/api/v1/auth/login",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 422
 
 
-def test_api_requires_a_valid_token(server: LiveServer) -> None:
-    assert _error(httpx.get(f"{server.url}/api/v1/devices")) == "unauthorized"
-    response = httpx.get(
-        f"{server.url}/api/v1/devices", headers={"Authorization": "Bearer not.a.token"}
-    )
-    assert response.status_code == 401 and _error(response) == "invalid_token"
+def test_api_requires_a_valid_token(server: LiveServer, seeder: Seeder) -> None:
+    with tenant_client(server, seeder.tenant().slug) as http:
+        assert _error(http.get("/api/v1/devices")) == "unauthorized"
+        response = http.get("/api/v1/devices", headers={"Authorization": "Bearer not.a.token"})
+        assert response.status_code == 401 and _error(response) == "invalid_token"
 
 
 def test_unknown_route_is_a_json_404(server: LiveServer) -> None:
-    response = httpx.get(f"{server.url}/api/v1/nope")
+    response = httpx.get(f"{server.url}/api/v1/nope", headers=host_header(server, None))
     assert response.status_code == 404 and _error(response) == "not_found"
 
 
@@ -202,12 +207,13 @@ def test_pins_from_the_api(server: LiveServer, seeder: Seeder) -> None:
 
 def test_repeated_failed_logins_are_throttled(server: LiveServer, seeder: Seeder) -> None:
     tenant = seeder.tenant()
-    url = f"{server.url}/api/v1/auth/login"
-    wrong = {"tenant": tenant.slug, "email": tenant.admin_email, "password": "wrong-password"}
-    statuses = [httpx.post(url, json=wrong).status_code for _ in range(11)]
-    assert statuses[:10] == [401] * 10 and statuses[10] == 429
-    # the right password does not get through either while the account is throttled
-    right = wrong | {"password": tenant.password}
-    response = httpx.post(url, json=right)
-    assert response.status_code == 429 and _error(response) == "rate_limited"
-    assert int(response.headers["retry-after"]) > 0
+    with tenant_client(server, tenant.slug) as http:
+        url = "/api/v1/auth/login"
+        wrong = {"email": tenant.admin_email, "password": "wrong-password"}
+        statuses = [http.post(url, json=wrong).status_code for _ in range(11)]
+        assert statuses[:10] == [401] * 10 and statuses[10] == 429
+        # the right password does not get through either while the account is throttled
+        right = wrong | {"password": tenant.password}
+        response = http.post(url, json=right)
+        assert response.status_code == 429 and _error(response) == "rate_limited"
+        assert int(response.headers["retry-after"]) > 0

@@ -8,7 +8,7 @@ import sys
 
 import httpx
 
-from tests.support import LiveServer, Seeder, agent_auth, enroll, login, run
+from tests.support import LiveServer, Seeder, agent_auth, enroll, login, run, tenant_client
 
 STEWARD = [sys.executable, "-m", "steward.cli"]
 
@@ -23,11 +23,8 @@ def _cli(server: LiveServer, *args: str) -> None:
 
 
 def _login_status(server: LiveServer, slug: str, email: str, password: str) -> httpx.Response:
-    return httpx.post(
-        f"{server.url}/api/v1/auth/login",
-        json={"tenant": slug, "email": email, "password": password},
-        timeout=10,
-    )
+    with tenant_client(server, slug) as http:
+        return http.post("/api/v1/auth/login", json={"email": email, "password": password})
 
 
 def _poll(server: LiveServer, credentials: dict[str, str]) -> httpx.Response:

@@ -66,7 +66,7 @@ def runtime(app: FastAPI) -> Runtime:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://acme.localhost") as http:
         yield http
 
 

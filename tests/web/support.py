@@ -43,7 +43,7 @@ async def seed_accounts(url: str) -> None:
     """The tenants and users of `ACCOUNTS` (done once: password hashing is slow)."""
     engine = create_engine(url)
     try:
-        async with create_session_factory(engine)() as session:
+        async with create_session_factory(engine, system=True)() as session:
             for slug, (timezone, users) in ACCOUNTS.items():
                 tenant = await create_tenant(session, slug, slug.title(), timezone=timezone)
                 for email, role in users.items():
@@ -54,12 +54,12 @@ async def seed_accounts(url: str) -> None:
 
 
 async def load_tenant(runtime: Runtime, slug: str) -> Tenant:
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         return await get_tenant_by_slug(session, slug)
 
 
 async def make_user(runtime: Runtime, tenant: Tenant, email: str, role: Role) -> None:
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         await create_user(session, tenant, email, PASSWORD, role)
         await session.commit()
 
@@ -75,7 +75,7 @@ async def make_device(
 ) -> uuid.UUID:
     """Enroll a device the way an agent does (PIN), then give it a live state and history."""
     secret = runtime.settings.effective_secret_key
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         pin, _, _ = await create_pin(
             session, secret, tenant, group_name=None, ttl_s=600, created_by="tests"
         )
@@ -136,14 +136,12 @@ def csrf_token(html: str) -> str:
     return match.group(1)
 
 
-async def login(
-    http: httpx.AsyncClient, email: str, *, tenant: str = "acme", password: str = PASSWORD
-) -> httpx.Response:
+async def login(http: httpx.AsyncClient, email: str, *, password: str = PASSWORD) -> httpx.Response:
+    """Sign in on the client's host (`<tenant>.localhost`)."""
     form = await http.get("/login")
     return await http.post(
         "/login",
         data={
-            "tenant": tenant,
             "email": email,
             "password": password,
             "csrf_token": csrf_token(form.text),

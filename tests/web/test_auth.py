@@ -28,12 +28,12 @@ async def test_htmx_requests_are_sent_to_login_with_a_header(client: httpx.Async
     assert response.headers["HX-Redirect"] == "/login"
 
 
-async def test_login_page_prefills_the_tenant_and_sets_a_csrf_cookie(
+async def test_login_page_names_the_hosts_tenant_and_sets_a_csrf_cookie(
     client: httpx.AsyncClient,
 ) -> None:
-    response = await client.get("/login?tenant=acme")
+    response = await client.get("/login")
     assert response.status_code == 200
-    assert 'name="tenant" value="acme"' in response.text
+    assert 'id="tenant-name">Acme' in response.text and 'name="tenant"' not in response.text
     assert client.cookies[CSRF_COOKIE] == csrf_token(response.text)
     cookie = response.headers["set-cookie"].lower()
     assert "samesite=strict" in cookie and "httponly" in cookie
@@ -61,7 +61,7 @@ async def test_login_sets_the_session_cookie_and_goes_home(
 
 async def test_login_cookie_is_secure_over_https(app: object, world: World) -> None:
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="https://console.test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="https://acme.localhost") as http:
         response = await login(http, "admin@acme.test")
     cookie = next(c for c in response.headers.get_list("set-cookie") if SESSION_COOKIE in c)
     assert "secure" in cookie.lower()
@@ -72,7 +72,6 @@ async def test_login_returns_to_the_page_asked_for(client: httpx.AsyncClient, wo
     response = await client.post(
         "/login",
         data={
-            "tenant": "acme",
             "email": "admin@acme.test",
             "password": "correct horse battery",
             "next": "/devices/enroll",
@@ -88,7 +87,6 @@ async def test_login_never_returns_to_another_site(client: httpx.AsyncClient, wo
         response = await client.post(
             "/login",
             data={
-                "tenant": "acme",
                 "email": "admin@acme.test",
                 "password": "correct horse battery",
                 "next": target,
@@ -99,15 +97,15 @@ async def test_login_never_returns_to_another_site(client: httpx.AsyncClient, wo
 
 
 async def test_failed_login_is_generic_and_401(client: httpx.AsyncClient, world: World) -> None:
-    for tenant, email, password in (
-        ("acme", "admin@acme.test", "wrong password!"),
-        ("acme", "nobody@acme.test", "correct horse battery"),
-        ("nope", "admin@acme.test", "correct horse battery"),
-        ("", "", ""),
+    for email, password in (
+        ("admin@acme.test", "wrong password!"),
+        ("nobody@acme.test", "correct horse battery"),
+        ("admin@other.test", "correct horse battery"),  # a user of another tenant
+        ("", ""),
     ):
-        response = await login(client, email, tenant=tenant, password=password)
+        response = await login(client, email, password=password)
         assert response.status_code == 401
-        assert "Wrong tenant, e-mail or password." in response.text
+        assert "Wrong e-mail or password." in response.text
         assert SESSION_COOKIE not in client.cookies
 
 
@@ -135,7 +133,7 @@ async def test_forms_without_the_csrf_token_are_refused(
     await client.get("/login")  # has the cookie, but posts no token
     response = await client.post(
         "/login",
-        data={"tenant": "acme", "email": "admin@acme.test", "password": "correct horse battery"},
+        data={"email": "admin@acme.test", "password": "correct horse battery"},
     )
     assert response.status_code == 403
     assert "Request refused" in response.text

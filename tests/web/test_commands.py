@@ -20,7 +20,7 @@ async def _device_page_token(http: httpx.AsyncClient, world: World) -> str:
 
 
 async def _commands(runtime: Runtime) -> list[Command]:
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         return list(await session.scalars(select(Command)))
 
 
@@ -53,7 +53,7 @@ async def test_panel_stops_polling_once_the_result_is_final(
         f"/devices/{world.device_id}/commands", headers=htmx(token), data={"command": "uname"}
     )
     [command] = await _commands(runtime)
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         await record_result(
             session,
             world.device_id,

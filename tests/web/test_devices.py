@@ -8,6 +8,7 @@ import uuid
 from zoneinfo import ZoneInfo
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import select
 
 from steward.server.accounts.models import Role
@@ -45,7 +46,7 @@ async def test_hostnames_are_escaped(admin: httpx.AsyncClient, world: World) -> 
 async def test_last_seen_is_shown_in_the_tenant_time_zone(
     admin: httpx.AsyncClient, world: World, runtime: Runtime
 ) -> None:
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         last_seen = await session.scalar(
             select(DeviceStatus.last_seen).where(DeviceStatus.device_id == world.device_id)
         )
@@ -169,10 +170,12 @@ async def test_role_without_device_view_gets_a_403_page(
 
 
 async def test_a_user_of_another_tenant_sees_only_their_devices(
-    client: httpx.AsyncClient, world: World, runtime: Runtime
+    app: FastAPI, world: World, runtime: Runtime
 ) -> None:
     await make_user(runtime, world.other, "viewer@other.test", Role.VIEWER)
-    assert (await login(client, "viewer@other.test", tenant="other")).status_code == 303
+    transport = httpx.ASGITransport(app=app)
+    client = httpx.AsyncClient(transport=transport, base_url="http://other.localhost")
+    assert (await login(client, "viewer@other.test")).status_code == 303
     html = (await client.get("/devices")).text
     assert "other-secret-host" in html and "lab-pc-01" not in html
     assert (await client.get(f"/devices/{world.device_id}")).status_code == 404

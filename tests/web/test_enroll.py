@@ -25,9 +25,9 @@ async def test_enroll_shows_a_pin_and_the_commands_to_run(
     match = re.search(r"data-pin>(\d{6})<", response.text)
     assert match
     pin = match.group(1)
-    assert f"steward-agent enroll --server http://console.test --pin {pin}" in response.text
+    assert f"steward-agent enroll --server http://acme.localhost --pin {pin}" in response.text
     assert "steward-agent run" in response.text
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         row = await session.scalar(select(EnrollmentPin).where(EnrollmentPin.created_by != "tests"))
     assert row is not None and row.tenant_id == world.acme.id
     expires = row.expires_at.astimezone(ZoneInfo("Asia/Seoul")).strftime("%Y-%m-%d %H:%M:%S")

@@ -16,24 +16,24 @@ from tests.web.support import World, csrf_token
 
 
 async def make_group(runtime: Runtime, tenant: Tenant, name: str) -> None:
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         await groups.create_group(session, tenant.id, name)
         await session.commit()
 
 
 async def put_device(runtime: Runtime, device_id: uuid.UUID, group: str) -> None:
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         await groups.move_device(session, device_id, group)
         await session.commit()
 
 
 async def group_names(runtime: Runtime, tenant: Tenant) -> dict[str, int]:
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         return {s.group.name: s.devices for s in await groups.list_groups(session, tenant.id)}
 
 
 async def device_group(runtime: Runtime, device_id: uuid.UUID) -> str:
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         name = await session.scalar(
             select(Group.name)
             .join(Device, Device.group_id == Group.id)

@@ -58,13 +58,13 @@ async def test_login_page_follows_the_browser(client: httpx.AsyncClient) -> None
 async def test_tenant_locale_then_user_locale(
     client: httpx.AsyncClient, world: World, runtime: Runtime
 ) -> None:
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         await session.execute(update(Tenant).where(Tenant.slug == "acme").values(locale="ko"))
         await session.commit()
     await login(client, "admin@acme.test")
     assert '<html lang="ko"' in (await client.get("/devices")).text
 
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         await session.execute(
             update(User).where(User.email == "admin@acme.test").values(locale="en")
         )
@@ -77,7 +77,7 @@ async def test_tenant_locale_then_user_locale(
 async def test_korean_errors_and_time_words(client: httpx.AsyncClient, world: World) -> None:
     await client.get("/login?lang=ko")
     failed = await login(client, "admin@acme.test", password="wrong password!")
-    assert "조직, 이메일 또는 비밀번호가 올바르지 않습니다." in failed.text
+    assert "이메일 또는 비밀번호가 올바르지 않습니다." in failed.text
     await login(client, "admin@acme.test")
     html = (await client.get("/devices")).text
     assert "초 전" in html  # "12초 전"
@@ -140,7 +140,7 @@ def _catalogue(locale: str) -> Catalog:
 def test_extraction_finds_the_console_strings() -> None:
     used = _used_messages()
     assert len(used) > 100
-    for message in ("Devices", "Run command", "Wrong tenant, e-mail or password.", "10 minutes"):
+    for message in ("Devices", "Run command", "Wrong e-mail or password.", "10 minutes"):
         assert message in used
     assert used["%(num)d second ago"] == ("%(num)d second ago", "%(num)d seconds ago")
 

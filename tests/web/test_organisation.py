@@ -38,14 +38,14 @@ async def test_admin_saves_the_profile(
     response = await _post(admin)
     assert response.status_code == 303
     assert response.headers["location"] == f"{URL}?saved=1"
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         tenant = await get_tenant_by_slug(session, "acme")
     assert tenant.name == "Acme Pharmacy" and tenant.locale == "ko"
     assert tenant.business_registration_number == "123-45-67890"
     assert tenant.contact_email == "minji@acme.test"
     assert tenant.notes == FORM["notes"]
     assert tenant.slug == "acme" and tenant.status == "active"
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         assert (await get_tenant_by_slug(session, "other")).name == "Other"  # only its own
 
     shown = await admin.get(f"{URL}?saved=1&lang=en")
@@ -73,7 +73,7 @@ async def test_bad_input_is_explained_and_kept(
     assert "Kim Minji" in response.text and "1 Sejong-daero" in response.text  # nothing lost
     if field not in {"locale", "contact_phone"}:
         assert f'value="{value}"' in response.text
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         tenant = await get_tenant_by_slug(session, "acme")
     assert tenant.name == "Acme" and tenant.contact_name == ""  # nothing saved
 
@@ -85,7 +85,7 @@ async def test_viewer_reads_but_cannot_save(viewer: httpx.AsyncClient, runtime: 
     assert "Only administrators can change the organisation profile." in page.text
     response = await _post(viewer)
     assert response.status_code == 403
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         assert (await get_tenant_by_slug(session, "acme")).name == "Acme"
 
 
@@ -98,7 +98,7 @@ async def test_saving_without_csrf_is_refused(admin: httpx.AsyncClient, runtime:
     response = await admin.post(URL, data=FORM)
     assert response.status_code == 403
     assert "Request refused" in response.text
-    async with runtime.sessions() as session:
+    async with runtime.system_sessions() as session:
         assert (await get_tenant_by_slug(session, "acme")).name == "Acme"
 
 

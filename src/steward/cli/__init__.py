@@ -18,11 +18,13 @@ app = typer.Typer(help="Steward server administration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="Users of a tenant.", no_args_is_help=True)
 pin_app = typer.Typer(help="Enrollment PINs.", no_args_is_help=True)
+platform_admin_app = typer.Typer(help="Platform administrators.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(group_app, name="group")
 app.add_typer(user_app, name="user")
 app.add_typer(pin_app, name="pin")
+app.add_typer(platform_admin_app, name="platform-admin")
 
 
 @db_app.command("upgrade")
@@ -96,14 +98,7 @@ def user_create(
     from steward.server.accounts.models import Role
     from steward.server.tenancy.service import get_tenant_by_slug
 
-    password = (
-        sys.stdin.readline().rstrip("\n")
-        if password_stdin
-        else os.environ.get("STEWARD_PASSWORD", "")
-    )
-    if not password:
-        err.print("[red]error[/red]: set STEWARD_PASSWORD or pass --password-stdin")
-        raise typer.Exit(2)
+    password = read_password(password_stdin)
     try:
         role_value = Role(role.upper())
     except ValueError:
@@ -116,6 +111,37 @@ def user_create(
 
     user = run_or_fail(load_settings(), work)
     typer.echo(f"user {user.email} created in {tenant} as {role_value}")
+
+
+def read_password(from_stdin: bool) -> str:
+    password = (
+        sys.stdin.readline().rstrip("\n") if from_stdin else os.environ.get("STEWARD_PASSWORD", "")
+    )
+    if not password:
+        err.print("[red]error[/red]: set STEWARD_PASSWORD or pass --password-stdin")
+        raise typer.Exit(2)
+    return password
+
+
+@platform_admin_app.command("create")
+def platform_admin_create(
+    email: Annotated[str, typer.Argument(help="login e-mail")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
+) -> None:
+    """Create a platform administrator (manages tenants from the bare base domain).
+
+    The password comes from STEWARD_PASSWORD or --password-stdin."""
+    from steward.server.platform.service import create_platform_admin
+
+    password = read_password(password_stdin)
+
+    async def work(session: AsyncSession) -> Any:
+        return await create_platform_admin(session, email, password)
+
+    admin = run_or_fail(load_settings(), work)
+    typer.echo(f"platform administrator {admin.email} created")
 
 
 @pin_app.command("create")

@@ -21,8 +21,10 @@ from steward.server.commands.routes import router as commands_router
 from steward.server.devices.routes import router as devices_router
 from steward.server.errors import StewardError
 from steward.server.gateway.routes import router as gateway_router
+from steward.server.platform.routes import router as platform_router
 from steward.server.runtime import Runtime
 from steward.server.settings import Settings, load_settings
+from steward.server.tenancy.hosts import HostMiddleware
 from steward.server.web import mount_console
 
 log = logging.getLogger(__name__)
@@ -135,8 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(devices_router)
     app.include_router(commands_router)
     app.include_router(gateway_router)
+    app.include_router(platform_router)
     mount_console(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(HostMiddleware, base_domain=settings.base_domain)
     return app
 
 

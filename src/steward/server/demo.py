@@ -104,6 +104,7 @@ async def _main(settings: Settings, host: str, port: int, with_agent: bool) -> i
     from steward.cli import configure_logging, uvicorn_options
     from steward.server.app import create_app
     from steward.server.db.migrate import upgrade
+    from steward.server.tenancy.hosts import tenant_origin
 
     configure_logging()
     upgrade(settings.effective_database_url)
@@ -115,13 +116,15 @@ async def _main(settings: Settings, host: str, port: int, with_agent: bool) -> i
             return 1
         await asyncio.sleep(0.05)
     url = f"http://{'localhost' if host in {'127.0.0.1', '0.0.0.0'} else host}:{port}"
+    # Browsers resolve every *.localhost name to this machine; other base domains need DNS.
+    console = tenant_origin(f"x:{port}", "http", DEMO_TENANT, settings.base_domain)
     agent = None
     try:
         if with_agent:
             agent = await _start_agent(settings, url)
         _console.print(
             Panel.fit(
-                f"Console:  [bold]{url}/[/bold]\n"
+                f"Console:  [bold]{console}/[/bold]\n"
                 f"Tenant:   [bold]{DEMO_TENANT}[/bold]\n"
                 f"E-mail:   [bold]{DEMO_ADMIN}[/bold]\n"
                 f"Password: [bold]{password}[/bold]\n"

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="default: SQLite file in the data dir")
     secret_key: str = Field(default="", description="default: generated once into the data dir")
     base_domain: str = "localhost"
+    # How long a replica trusts what it read of a tenant (slug -> id, status) without asking again;
+    # changes made through the server reach every replica at once over the bus.
+    tenant_cache_ttl_s: float = Field(default=30.0, ge=0.0, le=3600.0)
     redis_url: str = ""
     public_url: str = Field(default="", description="URL agents and users reach the server at")
 

@@ -74,3 +74,34 @@ def decode_access_token(secret: str, token: str) -> AccessClaims:
         raise Unauthorized("the access token has expired", code="token_expired") from None
     except (jwt.InvalidTokenError, ValueError):
         raise Unauthorized("the access token is not valid", code="invalid_token") from None
+
+
+def issue_platform_token(secret: str, admin_id: uuid.UUID, ttl_s: int) -> str:
+    """A platform administrator's token: good on the platform host only, never for a tenant."""
+    now = datetime.now(UTC)
+    payload = {
+        "iss": _ISSUER,
+        "sub": str(admin_id),
+        "iat": now,
+        "exp": now + timedelta(seconds=ttl_s),
+        "typ": "platform",
+    }
+    return jwt.encode(payload, secret, algorithm=_ALGORITHM)
+
+
+def decode_platform_token(secret: str, token: str) -> uuid.UUID:
+    try:
+        payload = jwt.decode(
+            token,
+            secret,
+            algorithms=[_ALGORITHM],
+            issuer=_ISSUER,
+            options={"require": ["exp", "sub", "typ"]},
+        )
+        if payload["typ"] != "platform":
+            raise jwt.InvalidTokenError("wrong token type")
+        return uuid.UUID(payload["sub"])
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the access token has expired", code="token_expired") from None
+    except (jwt.InvalidTokenError, ValueError):
+        raise Unauthorized("the access token is not valid", code="invalid_token") from None

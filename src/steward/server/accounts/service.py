@@ -18,6 +18,7 @@ from steward.server.accounts.security import (
     verify_password,
 )
 from steward.server.accounts.throttle import LoginThrottle
+from steward.server.db.tenant_filter import bind_tenant
 from steward.server.errors import Conflict, InvalidInput, Unauthorized
 from steward.server.settings import Settings
 from steward.server.tenancy.models import Tenant, TenantStatus
@@ -72,13 +73,14 @@ async def create_user(
 async def authenticate(
     session: AsyncSession, tenant_slug: str, email: str, password: str
 ) -> tuple[Tenant, User]:
-    """Check a login. Every failure looks the same to the caller (and costs the same time)."""
+    """Check a login. Every failure looks the same to the caller (and costs the same time).
+
+    Binds `session` to the tenant named (when there is one): the user is looked up in it."""
     tenant = await session.scalar(select(Tenant).where(Tenant.slug == tenant_slug.strip().lower()))
     user = None
     if tenant is not None:
-        user = await session.scalar(
-            select(User).where(User.tenant_id == tenant.id, User.email == email.strip().lower())
-        )
+        bind_tenant(session, tenant.id)
+        user = await session.scalar(select(User).where(User.email == email.strip().lower()))
     # Argon2 takes a quarter of a second on purpose: keep it off the event loop, and end the
     # read-only transaction first so the database is not held meanwhile. The rows are detached
     # first so that they stay readable after it.
@@ -98,14 +100,11 @@ async def authenticate(
     return tenant, user
 
 
-async def load_principal(
-    session: AsyncSession, user_id: uuid.UUID, tenant_id: uuid.UUID
-) -> Principal:
+async def load_principal(session: AsyncSession, user_id: uuid.UUID) -> Principal:
+    """The user `user_id` of the tenant `session` is bound to, if still allowed in."""
     row = (
         await session.execute(
-            select(User, Tenant)
-            .join(Tenant, Tenant.id == User.tenant_id)
-            .where(User.id == user_id, User.tenant_id == tenant_id)
+            select(User, Tenant).join(Tenant, Tenant.id == User.tenant_id).where(User.id == user_id)
         )
     ).first()
     if row is None:

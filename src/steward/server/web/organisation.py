@@ -8,8 +8,9 @@ from fastapi import APIRouter, Form, Query
 from fastapi.responses import RedirectResponse, Response
 
 from steward.server.accounts.permissions import Permission as P
-from steward.server.deps import SessionDep
+from steward.server.deps import RuntimeDep, SessionDep
 from steward.server.errors import InvalidInput
+from steward.server.tenancy.hosts import announce_tenant_change
 from steward.server.tenancy.models import Tenant
 from steward.server.tenancy.service import PROFILE_FIELDS, update_tenant
 from steward.server.web.i18n import N_
@@ -92,6 +93,7 @@ async def organisation(page: Viewer, saved: Annotated[str, Query(max_length=8)] 
 async def save_organisation(
     page: Admin,
     session: SessionDep,
+    runtime: RuntimeDep,
     name: Annotated[str, Form()] = "",
     locale: Annotated[str, Form()] = "",
     timezone: Annotated[str, Form()] = "",
@@ -123,4 +125,5 @@ async def save_organisation(
             page, values, error=page.gettext(message), error_field=field, status=exc.status_code
         )
     await session.commit()
+    await announce_tenant_change(runtime.bus, page.tenant.slug)
     return RedirectResponse(f"{URL}?saved=1", status_code=303)

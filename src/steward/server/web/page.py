@@ -22,7 +22,7 @@ from steward.server.accounts.permissions import Permission, has_permission
 from steward.server.accounts.security import decode_access_token
 from steward.server.accounts.service import Principal, load_principal
 from steward.server.db.tenant_filter import bind_tenant
-from steward.server.deps import RuntimeDep, SessionDep
+from steward.server.deps import RuntimeDep, SessionDep, check_token_host
 from steward.server.errors import (
     InvalidInput,
     NotFound,
@@ -50,6 +50,8 @@ from steward.server.web.templating import Templates
 
 HOME = "/devices"
 LOGIN = "/login"
+PLATFORM_PREFIX = "/platform"
+PLATFORM_LOGIN = "/platform/login"
 
 
 @dataclass
@@ -98,6 +100,8 @@ class Page:
             "principal": self.principal,
             "tenant": self.tenant,
             "languages": LANGUAGE_NAMES,
+            "admin": None,  # a platform administrator, on platform pages
+            "platform": False,
             **context,
         }
         html = self.templates.render(self.locale, template, values)
@@ -157,9 +161,10 @@ async def signed_in_page(request: Request, runtime: RuntimeDep, session: Session
     if not token:
         raise Unauthorized("sign in to use the console", code="login_required")
     claims = decode_access_token(runtime.settings.effective_secret_key, token)
-    principal = await load_principal(session, claims.user_id, claims.tenant_id)
+    await check_token_host(request, runtime, claims)
     # From here on every query of this request sees only the principal's tenant.
-    bind_tenant(session, principal.tenant_id)
+    bind_tenant(session, claims.tenant_id)
+    principal = await load_principal(session, claims.user_id)
     tenant = await get_tenant(session, principal.tenant_id)
     return build_page(request, principal, tenant)
 
@@ -217,6 +222,8 @@ def safe_next(target: str | None) -> str:
 
 
 def login_url(request: Request) -> str:
+    if request.url.path.startswith(PLATFORM_PREFIX):
+        return PLATFORM_LOGIN
     if request.headers.get("hx-request") == "true":
         current = urlsplit(request.headers.get("hx-current-url", ""))
         back = current.path + (f"?{current.query}" if current.query else "")

@@ -24,6 +24,16 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
     "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+def policy_allowing_forms_to(host_source: str) -> str:
+    """The policy, with forms also allowed to lead to `host_source` (for the platform host's
+    sign-in, which sends the browser on to the tenant's host: a form's redirect counts)."""
+    return CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'", f"form-action 'self' {host_source}"
+    )
+
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",

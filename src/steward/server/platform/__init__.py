@@ -1,0 +1,1 @@
+"""The platform: administrators above the tenants, who manage them from the bare base domain."""
