@@ -219,3 +219,28 @@ async def test_a_session_context_cannot_be_switched(
     async with system_sessions() as session:
         with pytest.raises(PermissionError):
             bind_tenant(session, tenant_a.id)
+
+
+# Composite indexes that serve system work across tenants, where a leading tenant_id would not
+# help: the gateway's per-device queue and the offline sweep over every tenant.
+SYSTEM_INDEXES = {"ix_commands_device_status", "ix_device_status_online_offline_after"}
+
+
+def test_tenant_id_is_indexed_and_leads_composite_indexes() -> None:
+    from steward.server.db.models import Base
+
+    for table in Base.metadata.tables.values():
+        if "tenant_id" not in table.c:
+            continue
+        indexes = [list(index.columns.keys()) for index in table.indexes]
+        assert ["tenant_id"] in indexes or any(cols[0] == "tenant_id" for cols in indexes), (
+            f"{table.name}: tenant_id is not indexed"
+        )
+        for index in table.indexes:
+            columns = list(index.columns.keys())
+            if len(columns) > 1 and index.name not in SYSTEM_INDEXES:
+                assert columns[0] == "tenant_id", f"{table.name}.{index.name}: {columns}"
+        for constraint in table.constraints:
+            columns = [c.name for c in constraint.columns]
+            if len(columns) > 1 and not constraint.name.startswith("fk_"):  # type: ignore[union-attr]
+                assert columns[0] == "tenant_id", f"{table.name}: {constraint.name} {columns}"
