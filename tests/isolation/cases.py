@@ -1,0 +1,303 @@
+"""The isolation suite's coverage table: every route of the app, how tenant A's users try it
+against tenant B's objects, and what must come back.
+
+Adding a route to the app makes `test_every_route_is_covered` fail until a case (or an
+exemption with its reason) is added here. Paths and bodies are templates filled with B's values
+(`{device_id}`, `{command_id}`, `{name}` = B's group, `{slug}`, ...; see `World.b_values`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIWebSocketRoute, iter_route_contexts
+from starlette.routing import Mount, WebSocketRoute
+
+
+class Kind(StrEnum):
+    API = "api"  # tenant operator API: bearer token of one of A's users, on A's host
+    CONSOLE = "console"  # tenant console: A's session cookie (+ CSRF), on A's host
+    SIGN_IN = "sign-in"  # anonymous, B's credentials on A's host
+    PLATFORM_API = "platform-api"  # A's token on the platform host (and on A's host: 404)
+    PLATFORM_PAGE = "platform-page"  # A's cookie on the platform host (and on A's host: 404)
+    AGENT = "agent"  # agent credential; proven by a scenario test in test_routes.py
+    EXEMPT = "exempt"  # no tenant data, or proven elsewhere: `reason` says which
+
+
+TENANT_KINDS = (Kind.API, Kind.CONSOLE)
+PLATFORM_KINDS = (Kind.PLATFORM_API, Kind.PLATFORM_PAGE)
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str  # GET, POST, ..., WS for a WebSocket, MOUNT for a mounted app
+    path: str  # exactly as the app declares it
+    kind: Kind
+    expect: int = 0  # status for A's admin (tenant kinds), or for A's token on the platform host
+    body: dict[str, Any] = field(default_factory=dict)  # JSON (API) or form fields (console)
+    query: str = ""
+    modifies: bool = False  # B's rows are compared with the baseline afterwards
+    manage: bool = False  # needs more than VIEWER: a viewer gets 403 instead
+    variant: str = ""
+    reason: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.method, self.path)
+
+    @property
+    def id(self) -> str:
+        label = f"{self.method} {self.path}"
+        return f"{label} [{self.variant}]" if self.variant else label
+
+    def url(self, values: dict[str, str]) -> str:
+        return self.path.format_map(values) + self.query.format_map(values)
+
+    def filled_body(self, values: dict[str, str]) -> dict[str, Any]:
+        return {k: v.format_map(values) if isinstance(v, str) else v for k, v in self.body.items()}
+
+
+def api(method: str, path: str, expect: int, **kwargs: Any) -> Case:
+    return Case(method, path, Kind.API, expect, **kwargs)
+
+
+def page(method: str, path: str, expect: int, **kwargs: Any) -> Case:
+    return Case(method, path, Kind.CONSOLE, expect, **kwargs)
+
+
+def exempt(method: str, path: str, reason: str) -> Case:
+    return Case(method, path, Kind.EXEMPT, reason=reason)
+
+
+SHELL = {"type": "shell", "payload": {"command": "echo from-a"}}
+GATEWAY_TEST = (
+    "tests/server/test_gateway.py::test_an_agent_cannot_report_on_another_devices_command"
+)
+
+CASES: list[Case] = [
+    # ---- operator API ------------------------------------------------------------------------
+    api("GET", "/api/v1/devices", 200, variant="all"),
+    api("GET", "/api/v1/devices", 200, query="?q={hostname}", variant="search B's hostname"),
+    api("GET", "/api/v1/devices", 200, query="?group={name}", variant="filter B's group"),
+    api("GET", "/api/v1/devices/counts", 200),
+    api("GET", "/api/v1/devices/{device_id}", 404),
+    api("GET", "/api/v1/devices/{device_id}/metrics", 404),
+    api(
+        "POST",
+        "/api/v1/enrollment/pins",
+        404,
+        body={"group": "{name}"},
+        modifies=True,
+        manage=True,
+        variant="into B's group",
+    ),
+    api(
+        "POST",
+        "/api/v1/enrollment/pins",
+        201,
+        modifies=True,
+        manage=True,
+        variant="default group: the PIN is A's",
+    ),
+    api(
+        "POST", "/api/v1/devices/{device_id}/commands", 404, body=SHELL, modifies=True, manage=True
+    ),
+    api("GET", "/api/v1/commands/{command_id}", 404),
+    api("GET", "/api/v1/devices/{device_id}/commands", 404),
+    Case(
+        "POST",
+        "/api/v1/auth/login",
+        Kind.SIGN_IN,
+        401,
+        body={"email": "{admin_email}", "password": "{password}"},
+        variant="B's admin on A's host",
+    ),
+    Case(
+        "POST",
+        "/api/v1/auth/login",
+        Kind.SIGN_IN,
+        401,
+        body={"email": "{admin_email}", "password": "{password}", "tenant": "{slug}"},
+        variant="B's admin on A's host naming B",
+    ),
+    # ---- agent gateway -----------------------------------------------------------------------
+    Case("POST", "/api/agent/v1/enroll", Kind.AGENT, reason="test_a_pin_enrolls_into_its_tenant"),
+    Case("POST", "/api/agent/v1/poll", Kind.AGENT, reason="test_an_agent_cannot_touch_b_commands"),
+    exempt("WS", "/api/agent/v1/ws", f"covered elsewhere: {GATEWAY_TEST}"),
+    # ---- platform API ------------------------------------------------------------------------
+    Case(
+        "POST",
+        "/api/v1/platform/login",
+        Kind.PLATFORM_API,
+        401,
+        body={"email": "{a_admin_email}", "password": "{password}"},
+    ),
+    Case("GET", "/api/v1/platform/tenants", Kind.PLATFORM_API, 401),
+    Case(
+        "POST",
+        "/api/v1/platform/tenants",
+        Kind.PLATFORM_API,
+        401,
+        body={
+            "slug": "made-by-a",
+            "name": "Made by A",
+            "admin_email": "x@made-by-a.example",
+            "admin_password": "correct-horse-battery",
+        },
+        modifies=True,
+    ),
+    Case(
+        "PATCH",
+        "/api/v1/platform/tenants/{slug}",
+        Kind.PLATFORM_API,
+        401,
+        body={"status": "disabled"},
+        modifies=True,
+    ),
+    # ---- console -----------------------------------------------------------------------------
+    page("GET", "/devices", 200),
+    page("GET", "/devices", 200, query="?q={hostname}", variant="search B's hostname"),
+    page("GET", "/devices/table", 200),
+    page("GET", "/devices/{device_id}", 404),
+    page("GET", "/devices/{device_id}/status", 404),
+    page("GET", "/devices/{device_id}/metrics.json", 404),
+    page("GET", "/devices/{device_id}/commands", 404),
+    page(
+        "POST",
+        "/devices/{device_id}/commands",
+        404,
+        body={"command": "echo from-a", "interpreter": "sh"},
+        modifies=True,
+        manage=True,
+    ),
+    page("GET", "/commands/{command_id}", 404),
+    page("GET", "/commands/{command_id}/panel", 404),
+    page("GET", "/devices/enroll", 200, manage=True),
+    page(
+        "POST",
+        "/devices/enroll",
+        422,
+        body={"group": "{name}", "ttl_s": "600"},
+        modifies=True,
+        manage=True,
+        variant="into B's group",
+    ),
+    page("GET", "/groups", 200),
+    page(
+        "POST",
+        "/groups",
+        303,
+        body={"name": "made-by-a"},
+        modifies=True,
+        manage=True,
+        variant="A's own new group",
+    ),
+    page(
+        "POST",
+        "/groups/{name}/rename",
+        404,
+        body={"new_name": "renamed-by-a"},
+        modifies=True,
+        manage=True,
+    ),
+    page(
+        "POST",
+        "/groups/{name}/delete",
+        404,
+        body={"move_to": "all"},
+        modifies=True,
+        manage=True,
+    ),
+    page(
+        "POST",
+        "/devices/{device_id}/group",
+        404,
+        body={"group": "all"},
+        modifies=True,
+        manage=True,
+    ),
+    page("GET", "/settings/organisation", 200),
+    page(
+        "POST",
+        "/settings/organisation",
+        303,
+        body={"name": "A renamed", "locale": "en", "timezone": "UTC"},
+        modifies=True,
+        manage=True,
+        variant="only A's own organisation",
+    ),
+    Case("GET", "/platform/login", Kind.PLATFORM_PAGE, 200),
+    Case(
+        "POST",
+        "/platform/login",
+        Kind.PLATFORM_PAGE,
+        401,
+        body={"email": "{a_admin_email}", "password": "{password}"},
+    ),
+    Case("GET", "/platform", Kind.PLATFORM_PAGE, 303),
+    Case(
+        "POST",
+        "/platform/tenants",
+        Kind.PLATFORM_PAGE,
+        303,
+        body={
+            "slug": "made-by-a",
+            "name": "Made by A",
+            "admin_email": "x@made-by-a.example",
+            "admin_password": "correct-horse-battery",
+        },
+        modifies=True,
+    ),
+    Case(
+        "POST",
+        "/platform/tenants/{slug}/status",
+        Kind.PLATFORM_PAGE,
+        303,
+        body={"status": "disabled"},
+        modifies=True,
+    ),
+    Case(
+        "POST",
+        "/login",
+        Kind.SIGN_IN,
+        401,
+        body={"email": "{admin_email}", "password": "{password}"},
+        variant="B's admin on A's host",
+    ),
+    # ---- no tenant data ----------------------------------------------------------------------
+    exempt("GET", "/", "redirects to /devices or /platform; shows nothing"),
+    exempt("GET", "/login", "the sign-in form; shows nothing of any tenant"),
+    exempt("POST", "/logout", "only clears the caller's own cookie"),
+    exempt("GET", "/healthz", "database and connection counts, no tenant data"),
+    exempt("GET", "/api/openapi.json", "the schema of the API, the same for everyone"),
+    exempt("GET", "/api/docs", "Swagger UI page, no data"),
+    exempt("GET", "/docs/oauth2-redirect", "Swagger UI helper page, no data"),
+    exempt("MOUNT", "/static", "CSS, scripts and images shipped with the console"),
+]
+
+
+def discover_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every route the app serves, included routers flattened."""
+    found: set[tuple[str, str]] = set()
+    for route in iter_route_contexts(app.routes):
+        original = route.original_route
+        if isinstance(original, Mount):
+            found.add(("MOUNT", str(route.path)))
+        elif isinstance(original, APIWebSocketRoute | WebSocketRoute):
+            found.add(("WS", str(route.path)))
+        else:
+            methods = set(route.methods or ()) - {"HEAD"}
+            assert methods, f"a route without methods: {route.path}"
+            found.update((method, str(route.path)) for method in methods)
+    return found
+
+
+def openapi_routes(app: FastAPI) -> set[tuple[str, str]]:
+    return {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
