@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
@@ -38,70 +39,69 @@ class AccessClaims:
     role: str
 
 
-def issue_access_token(secret: str, claims: AccessClaims, ttl_s: int) -> str:
+def _encode(secret: str, token_type: str, subject: uuid.UUID, ttl_s: int, **claims: str) -> str:
     now = datetime.now(UTC)
     payload = {
         "iss": _ISSUER,
-        "sub": str(claims.user_id),
-        "tid": str(claims.tenant_id),
-        "tenant": claims.tenant_slug,
-        "role": claims.role,
+        "sub": str(subject),
         "iat": now,
         "exp": now + timedelta(seconds=ttl_s),
-        "typ": "access",
+        "typ": token_type,
+        **claims,
     }
     return jwt.encode(payload, secret, algorithm=_ALGORITHM)
 
 
-def decode_access_token(secret: str, token: str) -> AccessClaims:
+def _decode(secret: str, token: str, token_type: str, required: list[str]) -> dict[str, Any]:
+    """The claims of a valid, unexpired token of this type, else `Unauthorized`."""
     try:
-        payload = jwt.decode(
+        payload: dict[str, Any] = jwt.decode(
             token,
             secret,
             algorithms=[_ALGORITHM],
             issuer=_ISSUER,
-            options={"require": ["exp", "sub", "tid", "tenant", "typ"]},
+            options={"require": ["exp", "sub", "typ", *required]},
         )
-        if payload["typ"] != "access":
+        if payload["typ"] != token_type:
             raise jwt.InvalidTokenError("wrong token type")
-        return AccessClaims(
-            user_id=uuid.UUID(payload["sub"]),
-            tenant_id=uuid.UUID(payload["tid"]),
-            tenant_slug=str(payload["tenant"]),
-            role=str(payload.get("role", "")),
-        )
+        uuid.UUID(payload["sub"])
+        return payload
     except jwt.ExpiredSignatureError:
         raise Unauthorized("the access token has expired", code="token_expired") from None
-    except (jwt.InvalidTokenError, ValueError):
+    except (jwt.InvalidTokenError, ValueError, TypeError):
         raise Unauthorized("the access token is not valid", code="invalid_token") from None
+
+
+def issue_access_token(secret: str, claims: AccessClaims, ttl_s: int) -> str:
+    return _encode(
+        secret,
+        "access",
+        claims.user_id,
+        ttl_s,
+        tid=str(claims.tenant_id),
+        tenant=claims.tenant_slug,
+        role=claims.role,
+    )
+
+
+def decode_access_token(secret: str, token: str) -> AccessClaims:
+    payload = _decode(secret, token, "access", ["tid", "tenant"])
+    try:
+        tenant_id = uuid.UUID(str(payload["tid"]))
+    except ValueError:
+        raise Unauthorized("the access token is not valid", code="invalid_token") from None
+    return AccessClaims(
+        user_id=uuid.UUID(payload["sub"]),
+        tenant_id=tenant_id,
+        tenant_slug=str(payload["tenant"]),
+        role=str(payload.get("role", "")),
+    )
 
 
 def issue_platform_token(secret: str, admin_id: uuid.UUID, ttl_s: int) -> str:
     """A platform administrator's token: good on the platform host only, never for a tenant."""
-    now = datetime.now(UTC)
-    payload = {
-        "iss": _ISSUER,
-        "sub": str(admin_id),
-        "iat": now,
-        "exp": now + timedelta(seconds=ttl_s),
-        "typ": "platform",
-    }
-    return jwt.encode(payload, secret, algorithm=_ALGORITHM)
+    return _encode(secret, "platform", admin_id, ttl_s)
 
 
 def decode_platform_token(secret: str, token: str) -> uuid.UUID:
-    try:
-        payload = jwt.decode(
-            token,
-            secret,
-            algorithms=[_ALGORITHM],
-            issuer=_ISSUER,
-            options={"require": ["exp", "sub", "typ"]},
-        )
-        if payload["typ"] != "platform":
-            raise jwt.InvalidTokenError("wrong token type")
-        return uuid.UUID(payload["sub"])
-    except jwt.ExpiredSignatureError:
-        raise Unauthorized("the access token has expired", code="token_expired") from None
-    except (jwt.InvalidTokenError, ValueError):
-        raise Unauthorized("the access token is not valid", code="invalid_token") from None
+    return uuid.UUID(_decode(secret, token, "platform", [])["sub"])
