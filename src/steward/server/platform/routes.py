@@ -8,11 +8,9 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 
 from steward.server.accounts.schemas import TokenResponse
-from steward.server.accounts.security import issue_platform_token
 from steward.server.deps import RuntimeDep, SystemSessionDep, client_address
-from steward.server.errors import Unauthorized
 from steward.server.platform.deps import PlatformAdminDep, PlatformHost
-from steward.server.platform.service import authenticate_platform_admin, create_tenant_with_admin
+from steward.server.platform.service import create_tenant_with_admin, platform_sign_in
 from steward.server.tenancy import service as tenancy
 from steward.server.tenancy.hosts import announce_tenant_change
 
@@ -68,16 +66,15 @@ async def platform_login(
     runtime: RuntimeDep,
     session: SystemSessionDep,
 ) -> TokenResponse:
-    address = client_address(request)
-    throttle = runtime.login_throttle
-    throttle.check(address, "", body.email)
-    try:
-        admin = await authenticate_platform_admin(session, body.email, body.password)
-    except Unauthorized:
-        throttle.failed(address, "", body.email)
-        raise
+    token = await platform_sign_in(
+        session,
+        runtime.login_throttle,
+        runtime.settings,
+        address=client_address(request),
+        email=body.email,
+        password=body.password,
+    )
     ttl = runtime.settings.access_token_ttl_s
-    token = issue_platform_token(runtime.settings.effective_secret_key, admin.id, ttl)
     return TokenResponse(access_token=token, expires_in=ttl)
 
 

@@ -10,10 +10,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.server.accounts.models import Role
-from steward.server.accounts.security import hash_password, verify_password
+from steward.server.accounts.security import (
+    hash_password,
+    issue_platform_token,
+    verify_password,
+)
 from steward.server.accounts.service import check_password_policy, create_user, normalise_email
+from steward.server.accounts.throttle import LoginThrottle
 from steward.server.errors import Conflict, Unauthorized
 from steward.server.platform.models import PlatformAdmin
+from steward.server.settings import Settings
 from steward.server.tenancy.models import Tenant
 from steward.server.tenancy.service import create_tenant
 
@@ -75,3 +81,25 @@ async def create_tenant_with_admin(
     tenant = await create_tenant(session, slug, name, locale=locale, timezone=timezone)
     await create_user(session, tenant, admin_email, admin_password, Role.ADMIN)
     return tenant
+
+
+async def platform_sign_in(
+    session: AsyncSession,
+    throttle: LoginThrottle,
+    settings: Settings,
+    *,
+    address: str,
+    email: str,
+    password: str,
+) -> str:
+    """A throttled platform login (API and console alike): a platform token, or `RateLimited`
+    or `Unauthorized`."""
+    throttle.check(address, "", email)
+    try:
+        admin = await authenticate_platform_admin(session, email, password)
+    except Unauthorized:
+        throttle.failed(address, "", email)
+        raise
+    return issue_platform_token(
+        settings.effective_secret_key, admin.id, settings.access_token_ttl_s
+    )

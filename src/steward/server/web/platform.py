@@ -7,15 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from steward.server.accounts.security import decode_platform_token, issue_platform_token
+from steward.server.accounts.security import decode_platform_token
 from steward.server.deps import RuntimeDep, SystemSessionDep, client_address
 from steward.server.errors import Conflict, InvalidInput, RateLimited, Unauthorized
 from steward.server.platform.deps import require_platform_host
 from steward.server.platform.service import (
     PlatformPrincipal,
-    authenticate_platform_admin,
     create_tenant_with_admin,
     load_platform_principal,
+    platform_sign_in,
 )
 from steward.server.tenancy import service as tenancy
 from steward.server.tenancy.hosts import announce_tenant_change, tenant_origin
@@ -75,14 +75,15 @@ async def login(
     password: Annotated[str, Form(max_length=1024)] = "",
 ) -> Response:
     page = build_page(request)
-    address = client_address(request)
     try:
-        runtime.login_throttle.check(address, "", email)
-        try:
-            admin = await authenticate_platform_admin(session, email, password)
-        except Unauthorized:
-            runtime.login_throttle.failed(address, "", email)
-            raise
+        token = await platform_sign_in(
+            session,
+            runtime.login_throttle,
+            runtime.settings,
+            address=client_address(request),
+            email=email,
+            password=password,
+        )
     except RateLimited:
         message = page.gettext("Too many failed sign-in attempts. Try again in a minute.")
         return page.render(
@@ -94,7 +95,6 @@ async def login(
             "auth/login.html", platform=True, status_code=401, email=email, error=message
         )
     ttl = runtime.settings.access_token_ttl_s
-    token = issue_platform_token(runtime.settings.effective_secret_key, admin.id, ttl)
     response = RedirectResponse(HOME, status_code=303)
     set_session_cookie(response, request, token, ttl)
     return response
