@@ -37,7 +37,9 @@ HEARTBEAT = {
 }
 # Rows that change on their own (heartbeats, the offline sweep) or on purpose when A knocks on
 # B's door (the audit log): not evidence of a change by A.
-VOLATILE_TABLES = frozenset({"device_status", "device_metrics", "audit_events"})
+VOLATILE_TABLES = frozenset(
+    {"device_status", "device_metrics", "audit_events", "audit_heads", "user_sessions"}
+)
 
 
 @dataclass

@@ -233,6 +233,7 @@ def test_tenant_id_is_indexed_and_leads_composite_indexes() -> None:
         if "tenant_id" not in table.c:
             continue
         indexes = [list(index.columns.keys()) for index in table.indexes]
+        indexes.append(list(table.primary_key.columns.keys()))
         assert ["tenant_id"] in indexes or any(cols[0] == "tenant_id" for cols in indexes), (
             f"{table.name}: tenant_id is not indexed"
         )
