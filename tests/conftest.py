@@ -5,11 +5,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from steward.server.accounts.models import LoginFailure
 from steward.server.accounts.throttle import LoginThrottle
+from steward.server.db.engine import standalone_session
 from steward.server.ratelimit import SlidingWindowLimiter
-from tests.support import BACKENDS, Databases, LiveServer, Seeder, make_settings
+from tests.support import BACKENDS, Databases, LiveServer, Seeder, make_settings, run_async
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +95,13 @@ def _fresh_rate_limits(request: pytest.FixtureRequest) -> None:
         runtime = request.getfixturevalue("server").app.state.runtime
         runtime.pin_failures = SlidingWindowLimiter(runtime.settings.pin_failures_per_minute, 60.0)
         runtime.login_throttle = LoginThrottle()
+        run_async(lambda: _forget_login_failures(runtime.settings.effective_database_url))
+
+
+async def _forget_login_failures(database_url: str) -> None:
+    async with standalone_session(database_url) as session:
+        await session.execute(delete(LoginFailure))
+        await session.commit()
 
 
 @pytest.fixture

@@ -107,6 +107,14 @@ CASES: list[Case] = [
     ),
     api("GET", "/api/v1/commands/{command_id}", 404),
     api("GET", "/api/v1/devices/{device_id}/commands", 404),
+    api("GET", "/api/v1/audit/events", 200, variant="all"),
+    api(
+        "GET", "/api/v1/audit/events", 200, query="?device_id={device_id}", variant="B's device"
+    ),
+    api("GET", "/api/v1/audit/events", 200, query="?actor={admin_email}", variant="B's admin"),
+    api("GET", "/api/v1/audit/export", 200, query="?format=csv"),
+    api("GET", "/api/v1/audit/export", 200, query="?format=jsonl", variant="jsonl"),
+    api("GET", "/api/v1/audit/verify", 200),
     Case(
         "POST",
         "/api/v1/auth/login",
@@ -219,6 +227,10 @@ CASES: list[Case] = [
         modifies=True,
         manage=True,
     ),
+    page("GET", "/audit", 200),
+    page("GET", "/audit", 200, query="?device={device_id}", variant="B's device"),
+    page("GET", "/audit/chain", 200),
+    page("GET", "/audit/export", 200, query="?format=csv&actor={admin_email}"),
     page("GET", "/settings/organisation", 200),
     page(
         "POST",

@@ -31,7 +31,7 @@ async def make_tenant(session: AsyncSession, *, admin: bool = True, **kwargs: An
     slug = new_slug()
     tenant = await create_tenant(session, slug, slug.upper(), **kwargs)
     if admin:
-        await create_user(session, tenant, f"admin@{slug}.example", "x" * 12, Role.ADMIN)
+        await create_user(session, tenant, f"admin@{slug}.example", "quiet-lantern-42", Role.ADMIN)
     return tenant
 
 

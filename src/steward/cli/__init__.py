@@ -10,6 +10,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.cli._common import err, run_or_fail
+from steward.cli.audit import audit_app
 from steward.cli.groups import group_app
 from steward.cli.tenants import tenant_app
 from steward.server.settings import load_settings
@@ -25,6 +26,7 @@ app.add_typer(group_app, name="group")
 app.add_typer(user_app, name="user")
 app.add_typer(pin_app, name="pin")
 app.add_typer(platform_admin_app, name="platform-admin")
+app.add_typer(audit_app, name="audit")
 
 
 @db_app.command("upgrade")

@@ -16,7 +16,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from steward import __version__
+from steward.server.accounts.account_routes import router as account_router
+from steward.server.accounts.admin_routes import router as users_router
 from steward.server.accounts.routes import router as auth_router
+from steward.server.audit.routes import router as audit_router
 from steward.server.commands.routes import router as commands_router
 from steward.server.devices.routes import router as devices_router
 from steward.server.errors import StewardError
@@ -134,8 +137,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.include_router(auth_router)
+    app.include_router(account_router)
+    app.include_router(users_router)
     app.include_router(devices_router)
     app.include_router(commands_router)
+    app.include_router(audit_router)
     app.include_router(gateway_router)
     app.include_router(platform_router)
     mount_console(app)

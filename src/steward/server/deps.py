@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from steward.server.accounts.permissions import Permission, has_permission
-from steward.server.accounts.security import AccessClaims, decode_access_token
-from steward.server.accounts.service import Principal, load_principal
+from steward.server.accounts import tokens
+from steward.server.accounts.permissions import Permission
+from steward.server.accounts.policy import StepUp, security_settings
+from steward.server.accounts.principal import Principal, authorize, utcnow
+from steward.server.accounts.security import decode_access_token
+from steward.server.accounts.sessions import check_setup_only, load_session, principal_of
+from steward.server.audit.auditor import Auditor, Origin
 from steward.server.audit.service import record
 from steward.server.db.tenant_filter import bind_tenant
+from steward.server.devices.access import device_for
+from steward.server.devices.models import Device
 from steward.server.errors import NotFound, PermissionDenied, Unauthorized
 from steward.server.runtime import Runtime
 from steward.server.tenancy.hosts import HostContext, HostKind, HostTenant
+from steward.server.tenancy.models import Tenant
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -67,26 +76,32 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def check_token_host(request: Request, runtime: Runtime, claims: AccessClaims) -> None:
-    """A token is only good on its own tenant's host. Anything else is refused and recorded."""
+def origin_of(request: Request) -> Origin:
+    return Origin(client_address(request), request.headers.get("user-agent", "")[:300])
+
+
+async def check_token_host(
+    request: Request, runtime: Runtime, tenant_id: uuid.UUID, actor: str
+) -> None:
+    """A credential is only good on its own tenant's host. Anything else is refused and
+    recorded."""
     context = host_context(request)
-    if context.tenant is not None and context.tenant.id == claims.tenant_id:
+    if context.tenant is not None and context.tenant.id == tenant_id:
         return
     # Kept in the log of the tenant whose host was used, else of the token's own tenant.
-    concerned = context.tenant.id if context.tenant is not None else claims.tenant_id
+    concerned = context.tenant.id if context.tenant is not None else tenant_id
+    origin = origin_of(request)
     await record(
         runtime.system_sessions,
         tenant_id=concerned,
-        actor=f"user:{claims.user_id}",
+        actor=actor,
         action="cross_tenant_attempt",
         result="blocked",
         risk="high",
-        address=client_address(request),
+        address=origin.address,
+        user_agent=origin.user_agent,
         target=f"{request.method} {request.url.path}",
-        detail={
-            "token_tenant": str(claims.tenant_id),
-            "host": request.headers.get("host", "")[:200],
-        },
+        detail={"token_tenant": str(tenant_id), "host": request.headers.get("host", "")[:200]},
     )
     raise PermissionDenied("this token belongs to another tenant", code="wrong_tenant")
 
@@ -98,23 +113,124 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def get_principal(request: Request, runtime: RuntimeDep, session: SessionDep) -> Principal:
-    claims = decode_access_token(runtime.settings.effective_secret_key, bearer_token(request))
-    await check_token_host(request, runtime, claims)
-    # From here on every query of this request sees only the principal's tenant.
+async def principal_from_token(
+    request: Request,
+    runtime: Runtime,
+    session: AsyncSession,
+    token: str,
+    *,
+    allow_setup: bool = False,
+) -> tuple[Principal, Tenant]:
+    """Whoever `token` (a session's access token or an API token) speaks for, on this host.
+
+    Binds `session` to their tenant: every later query of the request sees only it."""
+    if tokens.is_api_token(token):
+        async with runtime.system_sessions() as system:
+            api_token, user, tenant = await tokens.find_token(system, token)
+            await check_token_host(request, runtime, tenant.id, f"token:{api_token.id}")
+            await tokens.touch_token(system, api_token, client_address(request))
+        bind_tenant(session, tenant.id)
+        principal = principal_of(
+            user,
+            tenant,
+            token_id=api_token.id,
+            token_name=api_token.name,
+            token_permissions=list(api_token.permissions),
+        )
+        return principal, tenant
+    claims = decode_access_token(runtime.settings.effective_secret_key, token)
+    await check_token_host(request, runtime, claims.tenant_id, f"user:{claims.user_id}")
     bind_tenant(session, claims.tenant_id)
-    return await load_principal(session, claims.user_id)
+    info = await load_session(session, claims.session_id, claims.user_id)
+    check_setup_only(info, allow_setup=allow_setup)
+    principal = principal_of(
+        info.user, info.tenant, session_id=info.session.id, mfa_at=info.session.mfa_at
+    )
+    return principal, info.tenant
+
+
+async def get_principal(request: Request, runtime: RuntimeDep, session: SessionDep) -> Principal:
+    principal, _ = await principal_from_token(request, runtime, session, bearer_token(request))
+    return principal
+
+
+async def get_setup_principal(
+    request: Request, runtime: RuntimeDep, session: SessionDep
+) -> Principal:
+    """Also a session that may only set up MFA (the tenant requires it and the user has none)."""
+    principal, _ = await principal_from_token(
+        request, runtime, session, bearer_token(request), allow_setup=True
+    )
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+SetupPrincipal = Annotated[Principal, Depends(get_setup_principal)]
 
 
 def require(permission: Permission) -> Any:
-    """`Depends(require(Permission.COMMAND_RUN))`: the principal, if the role allows it."""
+    """`Depends(require(P.AUDIT_VIEW))`: the principal, if role, scope and time window allow.
+
+    For an action on a device use `require_on_device`: it checks that device too."""
 
     async def check(principal: CurrentPrincipal) -> Principal:
-        if not has_permission(principal.role, permission):
-            raise PermissionDenied(f"your role may not {permission.value}", code="forbidden")
+        authorize(principal, permission)
         return principal
 
+    check.permission = permission  # type: ignore[attr-defined]  # for the permission tests
     return Depends(check)
+
+
+def require_on_device(permission: Permission) -> Any:
+    """`Annotated[Device, require_on_device(P.COMMAND_RUN)]`: the `{device_id}` of the path,
+    if the principal may do `permission` on it (404 when outside their scope)."""
+
+    async def check(
+        device_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
+    ) -> Device:
+        return await device_for(session, principal, permission, device_id)
+
+    check.permission = permission  # type: ignore[attr-defined]  # for the permission tests
+    return Depends(check)
+
+
+def auditor_for(request: Request, runtime: Runtime, principal: Principal) -> Auditor:
+    return Auditor(
+        runtime.system_sessions,
+        principal.tenant_id,
+        principal.actor,
+        principal.actor_name,
+        origin_of(request),
+    )
+
+
+async def get_auditor(
+    request: Request, runtime: RuntimeDep, principal: CurrentPrincipal
+) -> Auditor:
+    return auditor_for(request, runtime, principal)
+
+
+AuditorDep = Annotated[Auditor, Depends(get_auditor)]
+
+
+def host_auditor(request: Request, runtime: Runtime) -> Auditor:
+    """For requests with nobody signed in yet (logins): recorded in the host's tenant."""
+    tenant = host_tenant(request)
+    return Auditor(runtime.system_sessions, tenant.id, "anonymous", "", origin_of(request))
+
+
+def check_step_up(principal: Principal, tenant_settings: dict[str, Any] | None) -> None:
+    """Fresh MFA before a sensitive action (terminal, approving a high-risk command), as the
+    tenant's `step_up` setting says. Raises 403 `step_up_required` / `mfa_required`."""
+    policy = security_settings(tenant_settings)
+    if policy.step_up is StepUp.OFF:
+        return
+    if not principal.mfa_enabled:
+        if policy.step_up is StepUp.REQUIRED:
+            raise PermissionDenied(
+                "set up two-factor authentication to do this", code="mfa_required"
+            )
+        return
+    max_age = timedelta(seconds=policy.step_up_max_age_s)
+    if principal.mfa_at is None or utcnow() - principal.mfa_at > max_age:
+        raise PermissionDenied("confirm with a fresh two-factor code", code="step_up_required")

@@ -11,7 +11,9 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from steward.server.accounts.lockout import Lockout
 from steward.server.accounts.throttle import LoginThrottle
+from steward.server.audit.forward import AuditForwarder
 from steward.server.bus import Bus
 from steward.server.bus.memory import InMemoryBus
 from steward.server.db.base import utcnow
@@ -37,9 +39,11 @@ class Runtime:
     status: StatusBuffer
     hub: AgentHub
     pin_failures: SlidingWindowLimiter
-    login_throttle: LoginThrottle
+    login_throttle: LoginThrottle  # platform administrators' sign-ins
+    lockout: Lockout  # tenant users' sign-ins and second factors
     admission: AdmissionGate
     tenants: TenantResolver
+    audit_forwarder: AuditForwarder | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -59,16 +63,20 @@ class Runtime:
             hub=AgentHub(settings, system_sessions, bus, status),
             pin_failures=SlidingWindowLimiter(settings.pin_failures_per_minute, 60.0),
             login_throttle=LoginThrottle(),
+            lockout=Lockout(system_sessions),
             admission=AdmissionGate(
                 concurrent=settings.agent_handshakes_concurrent,
                 wait_s=settings.agent_handshake_wait_s,
                 retry_after_s=(5, 30),
             ),
             tenants=TenantResolver(system_sessions, bus, ttl_s=settings.tenant_cache_ttl_s),
+            audit_forwarder=AuditForwarder.from_settings(settings),
         )
 
     async def start(self) -> None:
         await self.bus.start()
+        if self.audit_forwarder is not None:
+            await self.audit_forwarder.start()
         s = self.settings
         self._tasks = [
             self._every(s.status_flush_interval_s, self.status.flush, "status flush"),
@@ -83,6 +91,8 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.status.flush()  # keep the last states of a clean shutdown
+        if self.audit_forwarder is not None:
+            await self.audit_forwarder.stop()
         await self.bus.stop()
         await self.engine.dispose()
 

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = 1024 * 1024
     default_locale: str = "en"
     default_timezone: str = "UTC"
+    # Copies of audit events (docs/audit.md): `udp://host:514` or `tcp://host:601`; a URL to POST.
+    audit_syslog_url: str = ""
+    audit_webhook_url: str = ""
 
     @field_validator("data_dir")
     @classmethod

@@ -48,9 +48,7 @@ class User(UUIDPrimaryKey, CreatedAt, TenantOwned, Base):
     mfa_pending_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     mfa_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     mfa_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    mfa_recovery_hashes: Mapped[list[str]] = mapped_column(
-        JSON, default=list, server_default="[]"
-    )
+    mfa_recovery_hashes: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -36,6 +36,7 @@ _ENGINEER = frozenset(
         P.DEVICE_MANAGE,
         P.AGENT_ENROLL,
         P.COMMAND_RUN,
+        P.COMMAND_APPROVE,  # others' commands only: nobody approves their own
         P.TERMINAL_OPEN,
         P.FILE_READ,
         P.FILE_WRITE,
@@ -51,9 +52,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ENGINEER: _ENGINEER,
     Role.DEPLOY_ENGINEER: _ENGINEER | {P.DEPLOY_TRIGGER, P.JOB_RUN_NOW},
     Role.VIEWER: frozenset({P.DEVICE_VIEW, P.AUDIT_VIEW, P.REQUEST_VIEW_ALL}),
-    Role.CUSTOMER: frozenset({P.REQUEST_CREATE, P.REQUEST_VIEW_OWN}),
+    # Customers see only the devices assigned to them (their scope), never the whole tenant.
+    Role.CUSTOMER: frozenset({P.DEVICE_VIEW, P.REQUEST_CREATE, P.REQUEST_VIEW_OWN}),
 }
 
+# Looking, not acting: allowed outside a user's time windows.
+READ_ONLY = frozenset({P.DEVICE_VIEW, P.AUDIT_VIEW, P.REQUEST_VIEW_OWN, P.REQUEST_VIEW_ALL})
 
-def has_permission(role: Role, permission: Permission) -> bool:
-    return permission in ROLE_PERMISSIONS.get(role, frozenset())
+
+def role_permissions(role: Role | str) -> frozenset[Permission]:
+    try:
+        return ROLE_PERMISSIONS[Role(role)]
+    except ValueError:
+        return frozenset()

@@ -36,7 +36,7 @@ class AccessClaims:
     user_id: uuid.UUID
     tenant_id: uuid.UUID
     tenant_slug: str
-    role: str
+    session_id: uuid.UUID
 
 
 def _encode(secret: str, token_type: str, subject: uuid.UUID, ttl_s: int, **claims: str) -> str:
@@ -73,6 +73,7 @@ def _decode(secret: str, token: str, token_type: str, required: list[str]) -> di
 
 
 def issue_access_token(secret: str, claims: AccessClaims, ttl_s: int) -> str:
+    """A session's token. It is only as good as its session row (accounts/sessions.py)."""
     return _encode(
         secret,
         "access",
@@ -80,22 +81,54 @@ def issue_access_token(secret: str, claims: AccessClaims, ttl_s: int) -> str:
         ttl_s,
         tid=str(claims.tenant_id),
         tenant=claims.tenant_slug,
-        role=claims.role,
+        sid=str(claims.session_id),
     )
 
 
 def decode_access_token(secret: str, token: str) -> AccessClaims:
-    payload = _decode(secret, token, "access", ["tid", "tenant"])
+    payload = _decode(secret, token, "access", ["tid", "tenant", "sid"])
     try:
         tenant_id = uuid.UUID(str(payload["tid"]))
+        session_id = uuid.UUID(str(payload["sid"]))
     except ValueError:
         raise Unauthorized("the access token is not valid", code="invalid_token") from None
     return AccessClaims(
         user_id=uuid.UUID(payload["sub"]),
         tenant_id=tenant_id,
         tenant_slug=str(payload["tenant"]),
-        role=str(payload.get("role", "")),
+        session_id=session_id,
     )
+
+
+MFA_CHALLENGE_TTL_S = 300
+
+
+@dataclass(frozen=True, slots=True)
+class MfaChallenge:
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    channel: str
+
+
+def issue_mfa_challenge(secret: str, challenge: MfaChallenge) -> str:
+    """Proof that the password was right, good for a few minutes and for the second step only."""
+    return _encode(
+        secret,
+        "mfa",
+        challenge.user_id,
+        MFA_CHALLENGE_TTL_S,
+        tid=str(challenge.tenant_id),
+        ch=challenge.channel,
+    )
+
+
+def decode_mfa_challenge(secret: str, token: str) -> MfaChallenge:
+    payload = _decode(secret, token, "mfa", ["tid", "ch"])
+    try:
+        tenant_id = uuid.UUID(str(payload["tid"]))
+    except ValueError:
+        raise Unauthorized("the access token is not valid", code="invalid_token") from None
+    return MfaChallenge(uuid.UUID(payload["sub"]), tenant_id, str(payload["ch"]))
 
 
 def issue_platform_token(secret: str, admin_id: uuid.UUID, ttl_s: int) -> str:

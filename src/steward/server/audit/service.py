@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from steward.server.audit import forward
 from steward.server.audit.chain import GENESIS, entry_hash, json_safe
 from steward.server.audit.models import AuditEvent, AuditHead
 from steward.server.db.base import utcnow
@@ -71,6 +72,7 @@ async def record(
                 async with system_sessions() as session:
                     event = await _append(session, values)
                     await session.commit()
+                    forward.submit(event)  # a copy off the server, if configured; never blocks
                     return event
             except IntegrityError:
                 # Another replica appended (or created the head) at the same moment.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import available_timezones
 
-from sqlalchemy import Select, case, delete, func, select, true
+from sqlalchemy import Select, case, delete, func, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.server.accounts.models import User
@@ -247,6 +247,9 @@ async def delete_tenant(session: AsyncSession, settings: Settings, slug: str) ->
     tenant = await get_tenant_by_slug(session, slug)
     files = tenant_store(settings, tenant.id)
     files.check_root()
+    if session.get_bind().dialect.name == "postgresql":
+        # audit_events is append-only by trigger; the tenant's own deletion may remove its log.
+        await session.execute(text("SELECT set_config('steward.audit_purge', 'on', true)"))
     await session.execute(delete(Tenant).where(Tenant.id == tenant.id))
     await session.flush()
     session.expunge_all()  # the tenant's rows in this session are gone

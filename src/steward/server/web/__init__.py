@@ -7,7 +7,16 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from steward.server.web import auth, commands, devices, enroll, groups, organisation, platform
+from steward.server.web import (
+    audit,
+    auth,
+    commands,
+    devices,
+    enroll,
+    groups,
+    organisation,
+    platform,
+)
 from steward.server.web.templating import Templates
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -22,6 +31,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(devices.data_router)
     app.include_router(commands.router)
     app.include_router(groups.router)
+    app.include_router(audit.router)
     app.include_router(organisation.router)
     app.include_router(platform.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

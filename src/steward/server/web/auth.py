@@ -11,14 +11,27 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query
 from fastapi.responses import RedirectResponse, Response
 
-from steward.server.accounts.service import sign_in
-from steward.server.deps import HostContextDep, RuntimeDep, SessionDep, client_address
-from steward.server.errors import InvalidInput, RateLimited, Unauthorized
+from steward.server.accounts.models import SessionChannel
+from steward.server.accounts.security import decode_access_token
+from steward.server.accounts.service import SignIn, SignInStatus, complete_mfa, sign_in
+from steward.server.accounts.sessions import revoke_session
+from steward.server.db.tenant_filter import bind_tenant
+from steward.server.deps import HostContextDep, RuntimeDep, SessionDep, host_auditor
+from steward.server.errors import InvalidInput, NotFound, RateLimited, StewardError, Unauthorized
 from steward.server.runtime import Runtime
 from steward.server.tenancy.hosts import HostKind, tenant_origin
 from steward.server.tenancy.service import validate_slug
-from steward.server.web.page import HOME, LOGIN, Page, PageRoute, PublicPage, safe_next
+from steward.server.web.page import (
+    HOME,
+    LOGIN,
+    MFA_SETUP,
+    Page,
+    PageRoute,
+    PublicPage,
+    safe_next,
+)
 from steward.server.web.security import (
+    SESSION_COOKIE,
     clear_session_cookie,
     is_https,
     policy_allowing_forms_to,
@@ -30,6 +43,9 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 _MAX_FIELD = 1024
 PLATFORM_HOME = "/platform"
 PLATFORM_LOGIN = "/platform/login"
+LOGIN_MFA = "/login/mfa"
+# Between the password and the code: the short-lived challenge, and where to go afterwards.
+MFA_COOKIE = "steward_mfa"
 
 
 @router.get("/")
@@ -91,14 +107,15 @@ async def login(
         )
 
     try:
-        token = await sign_in(
+        result = await sign_in(
             session,
-            runtime.login_throttle,
+            runtime.lockout,
             runtime.settings,
-            address=client_address(request),
-            tenant=host.tenant.slug,
+            host_auditor(request, runtime),
+            tenant_slug=host.tenant.slug,
             email=email,
             password=password,
+            channel=SessionChannel.CONSOLE,
         )
     except RateLimited:
         return refused(
@@ -107,10 +124,77 @@ async def login(
     except Unauthorized:
         # One message for every failure: it must not tell which of the two was wrong.
         return refused(401, page.gettext("Wrong e-mail or password."))
-    ttl = runtime.settings.access_token_ttl_s
+    if result.status is SignInStatus.MFA_REQUIRED and result.mfa_token:
+        response = RedirectResponse(LOGIN_MFA, status_code=303)
+        _set_mfa_cookie(response, page, f"{result.mfa_token} {target}")
+        return response
+    return _signed_in(page, result, target)
+
+
+def _signed_in(page: Page, result: SignIn, target: str) -> Response:
+    """The session cookie, and on to the page asked for (or to MFA set-up when required)."""
+    assert result.access_token is not None
+    if result.status is SignInStatus.MFA_SETUP_REQUIRED:
+        target = MFA_SETUP
     response = RedirectResponse(target, status_code=303)
-    set_session_cookie(response, page.request, token, ttl)
+    set_session_cookie(response, page.request, result.access_token, result.expires_in)
+    response.delete_cookie(MFA_COOKIE, path=LOGIN_MFA)
     return response
+
+
+def _set_mfa_cookie(response: Response, page: Page, value: str) -> None:
+    response.set_cookie(
+        MFA_COOKIE,
+        value,
+        max_age=300,
+        httponly=True,
+        samesite="strict",
+        secure=is_https(page.request),
+        path=LOGIN_MFA,
+    )
+
+
+@router.get(LOGIN_MFA)
+async def login_mfa_form(page: PublicPage, host: HostContextDep) -> Response:
+    if host.tenant is None:
+        raise NotFound()
+    if not page.request.cookies.get(MFA_COOKIE):
+        return RedirectResponse(LOGIN, status_code=303)
+    return page.render("auth/mfa.html", host_tenant=host.tenant, error=None)
+
+
+@router.post(LOGIN_MFA)
+async def login_mfa(
+    page: PublicPage,
+    host: HostContextDep,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    code: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    if host.tenant is None:
+        raise NotFound()
+    mfa_token, _, target = page.request.cookies.get(MFA_COOKIE, "").partition(" ")
+    if not mfa_token:
+        return RedirectResponse(LOGIN, status_code=303)
+    try:
+        result = await complete_mfa(
+            session,
+            runtime.lockout,
+            runtime.settings,
+            host_auditor(page.request, runtime),
+            tenant_id=host.tenant.id,
+            mfa_token=mfa_token,
+            code=code,
+        )
+    except RateLimited:
+        message = page.gettext("Too many wrong codes. Try again in a minute.")
+        return page.render("auth/mfa.html", status_code=429, host_tenant=host.tenant, error=message)
+    except Unauthorized as exc:
+        if exc.code != "invalid_code":  # the challenge expired: start again
+            return RedirectResponse(LOGIN, status_code=303)
+        message = page.gettext("That code is not valid. Try the current one.")
+        return page.render("auth/mfa.html", status_code=401, host_tenant=host.tenant, error=message)
+    return _signed_in(page, result, safe_next(target))
 
 
 def _choose_tenant(
@@ -126,8 +210,30 @@ def _choose_tenant(
 
 
 @router.post("/logout")
-async def logout(page: PublicPage, host: HostContextDep) -> Response:
+async def logout(
+    page: PublicPage, host: HostContextDep, runtime: RuntimeDep, session: SessionDep
+) -> Response:
     target = PLATFORM_LOGIN if host.kind is HostKind.PLATFORM else LOGIN
+    token = page.request.cookies.get(SESSION_COOKIE, "")
+    if host.tenant is not None and token:
+        await _end_session(page, runtime, session, host.tenant.id, token)
     response = RedirectResponse(target, status_code=303)
     clear_session_cookie(response, page.request)
     return response
+
+
+async def _end_session(
+    page: Page, runtime: Runtime, session: SessionDep, tenant_id: object, token: str
+) -> None:
+    """Revoke the cookie's session, so that a copy of the cookie is worthless too."""
+    try:
+        claims = decode_access_token(runtime.settings.effective_secret_key, token)
+        if claims.tenant_id != tenant_id:
+            return
+        bind_tenant(session, claims.tenant_id)
+        await revoke_session(session, claims.user_id, claims.session_id, "logout")
+        await session.commit()
+    except StewardError:
+        return  # already ended or not valid: nothing to revoke
+    auditor = host_auditor(page.request, runtime).as_actor(f"user:{claims.user_id}", "")
+    await auditor("logout", detail={"session": str(claims.session_id)})

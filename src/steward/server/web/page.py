@@ -18,11 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
-from steward.server.accounts.permissions import Permission, has_permission
-from steward.server.accounts.security import decode_access_token
-from steward.server.accounts.service import Principal, load_principal
-from steward.server.db.tenant_filter import bind_tenant
-from steward.server.deps import RuntimeDep, SessionDep, check_token_host
+from steward.server.accounts.permissions import Permission
+from steward.server.accounts.principal import Principal, authorize
+from steward.server.deps import RuntimeDep, SessionDep, principal_from_token
 from steward.server.errors import (
     InvalidInput,
     NotFound,
@@ -32,7 +30,6 @@ from steward.server.errors import (
     Unauthorized,
 )
 from steward.server.tenancy.models import Tenant
-from steward.server.tenancy.service import get_tenant
 from steward.server.web.i18n import LANG_PARAM, LANGUAGE_NAMES, choose_locale, translations
 from steward.server.web.security import (
     CSRF_COOKIE,
@@ -52,6 +49,7 @@ HOME = "/devices"
 LOGIN = "/login"
 PLATFORM_PREFIX = "/platform"
 PLATFORM_LOGIN = "/platform/login"
+MFA_SETUP = "/account/mfa"  # where a session that must set up MFA is sent (and may go)
 
 
 @dataclass
@@ -77,9 +75,7 @@ class Page:
         return text % variables if variables else text
 
     def can(self, permission: str) -> bool:
-        return self.principal is not None and has_permission(
-            self.principal.role, Permission(permission)
-        )
+        return self.principal is not None and self.principal.can(permission)
 
     def lang_url(self, locale: str) -> str:
         url = self.request.url.include_query_params(**{LANG_PARAM: locale})
@@ -160,12 +156,10 @@ async def signed_in_page(request: Request, runtime: RuntimeDep, session: Session
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise Unauthorized("sign in to use the console", code="login_required")
-    claims = decode_access_token(runtime.settings.effective_secret_key, token)
-    await check_token_host(request, runtime, claims)
     # From here on every query of this request sees only the principal's tenant.
-    bind_tenant(session, claims.tenant_id)
-    principal = await load_principal(session, claims.user_id)
-    tenant = await get_tenant(session, principal.tenant_id)
+    principal, tenant = await principal_from_token(
+        request, runtime, session, token, allow_setup=request.url.path.startswith(MFA_SETUP)
+    )
     return build_page(request, principal, tenant)
 
 
@@ -174,13 +168,16 @@ SignedInPage = Annotated[Page, Depends(signed_in_page)]
 
 
 def require_page(permission: Permission) -> Any:
-    """`Annotated[Page, require_page(P.DEVICE_VIEW)]`: the page, if the user's role allows it."""
+    """`Annotated[Page, require_page(P.DEVICE_VIEW)]`: the page, if role, scope and time window
+    allow it (the same `authorize` as the API)."""
 
     async def check(page: SignedInPage) -> Page:
-        if page.principal is None or not has_permission(page.principal.role, permission):
-            raise PermissionDenied(f"your role may not {permission.value}", code="forbidden")
+        if page.principal is None:
+            raise PermissionDenied(f"you may not {permission.value}", code="forbidden")
+        authorize(page.principal, permission)
         return page
 
+    check.permission = permission  # type: ignore[attr-defined]  # for the permission tests
     return Depends(check)
 
 
@@ -238,15 +235,12 @@ def login_url(request: Request) -> str:
 def error_response(request: Request, exc: StewardError) -> Response:
     page: Page = getattr(request.state, "page", None) or build_page(request)
     if isinstance(exc, Unauthorized):
-        target = login_url(request)
-        response: Response
-        if page.is_htmx:  # htmx follows this header with a full page load
-            response = Response(status_code=401, headers={"HX-Redirect": target})
-        else:
-            response = RedirectResponse(target, status_code=303)
+        response = _redirect(page, login_url(request), status_code=401)
         if request.cookies.get(SESSION_COOKIE):
             clear_session_cookie(response, request)
         return response
+    if isinstance(exc, PermissionDenied) and exc.code == "mfa_setup_required":
+        return _redirect(page, MFA_SETUP)
     title, message = _describe(page, exc)
     template = "errors/_alert.html" if page.is_htmx else "errors/error.html"
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
@@ -260,6 +254,12 @@ def error_response(request: Request, exc: StewardError) -> Response:
     )
 
 
+def _redirect(page: Page, target: str, status_code: int = 303) -> Response:
+    if page.is_htmx:  # htmx follows this header with a full page load
+        return Response(status_code=status_code, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
 def _describe(page: Page, exc: StewardError) -> tuple[str, str]:
     _ = page.gettext
     if isinstance(exc, CsrfFailed):
@@ -267,6 +267,10 @@ def _describe(page: Page, exc: StewardError) -> tuple[str, str]:
             "This form has expired or did not come from this console. "
             "Reload the page and try again."
         )
+    if isinstance(exc, PermissionDenied) and exc.code == "outside_time_window":
+        return _("Access denied"), _("This is outside the hours you may act in.")
+    if isinstance(exc, PermissionDenied) and exc.code == "step_up_required":
+        return _("Confirm it is you"), _("Confirm with a fresh code from your authenticator app.")
     if isinstance(exc, PermissionDenied):
         return _("Access denied"), _("Your role does not allow this. Ask an administrator.")
     if isinstance(exc, NotFound):
