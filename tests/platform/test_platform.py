@@ -77,7 +77,7 @@ def test_create_disable_and_enable_a_tenant(
         "slug": slug,
         "name": "Pharmacy 7",
         "admin_email": f"owner@{slug}.example",
-        "admin_password": "owner-password-1",
+        "admin_password": "pharmacy-lantern-7",
         "timezone": "Asia/Seoul",
         "locale": "ko",
     }

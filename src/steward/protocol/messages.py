@@ -51,6 +51,8 @@ class CommandType(StrEnum):
 
 
 class CommandStatus(StrEnum):
+    PENDING_APPROVAL = "pending_approval"  # server side only: waits for an approver
+    DENIED = "denied"  # server side only: an approver refused it
     QUEUED = "queued"
     SENT = "sent"
     RUNNING = "running"
@@ -60,7 +62,12 @@ class CommandStatus(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self in {CommandStatus.SUCCEEDED, CommandStatus.FAILED, CommandStatus.TIMED_OUT}
+        return self in {
+            CommandStatus.SUCCEEDED,
+            CommandStatus.FAILED,
+            CommandStatus.TIMED_OUT,
+            CommandStatus.DENIED,
+        }
 
 
 class _Message(BaseModel):

@@ -125,11 +125,15 @@ async def principal_from_token(
 
     Binds `session` to their tenant: every later query of the request sees only it."""
     if tokens.is_api_token(token):
+        # One session at a time: SQLite's pool has a single connection.
         async with runtime.system_sessions() as system:
             api_token, user, tenant = await tokens.find_token(system, token)
-            await check_token_host(request, runtime, tenant.id, f"token:{api_token.id}")
+            system.expunge_all()
+        await check_token_host(request, runtime, tenant.id, f"token:{api_token.id}")
+        async with runtime.system_sessions() as system:
             await tokens.touch_token(system, api_token, client_address(request))
         bind_tenant(session, tenant.id)
+        await _release(session)
         principal = principal_of(
             user,
             tenant,
@@ -146,7 +150,15 @@ async def principal_from_token(
     principal = principal_of(
         info.user, info.tenant, session_id=info.session.id, mfa_at=info.session.mfa_at
     )
+    await _release(session)
     return principal, info.tenant
+
+
+async def _release(session: AsyncSession) -> None:
+    """End the read transaction that proved who is asking: the route starts its own, and the
+    audit log and lock-out (their own sessions) find a free connection (SQLite has one)."""
+    session.expunge_all()
+    await session.rollback()
 
 
 async def get_principal(request: Request, runtime: RuntimeDep, session: SessionDep) -> Principal:

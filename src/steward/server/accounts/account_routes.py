@@ -125,6 +125,7 @@ async def confirm_mfa(
         raise Conflict("start the set-up first", code="mfa_not_started")
     step = mfa.check_code(user.mfa_pending_secret, code, None)
     if step is None:
+        await session.rollback()  # free the connection for the audit record
         await auditor("mfa.enable", "failure", risk="medium")
         raise Unauthorized("the code is not valid", code="invalid_code")
     codes = mfa.enable(user, step)
@@ -159,6 +160,7 @@ async def mfa_disable(
     if security_settings(tenant.settings).mfa_required_for(user.role):
         raise Conflict("your organisation requires two-factor authentication", code="mfa_required")
     if not mfa.verify_second_factor(user, body.code):
+        await session.rollback()  # free the connection for the audit record
         await auditor("mfa.disable", "failure", risk="medium")
         raise Unauthorized("the code is not valid", code="invalid_code")
     mfa.disable(user)
@@ -175,6 +177,7 @@ async def mfa_new_recovery_codes(
     _session_only(principal)
     user, _ = await _user_and_tenant(session, principal.user_id)
     if not mfa.verify_second_factor(user, body.code):
+        await session.rollback()  # free the connection for the audit record
         await auditor("mfa.recovery_codes", "failure", risk="medium")
         raise Unauthorized("the code is not valid", code="invalid_code")
     codes = mfa.new_recovery_codes()

@@ -278,19 +278,22 @@ async def sign_in(
 async def _user_for_code(
     session: AsyncSession, lockout: lk.Lockout, user_id: uuid.UUID, auditor: Auditor, code: str
 ) -> User:
-    """The user, once `code` proved their second factor (locked out after repeated misses)."""
+    """The user, once `code` proved their second factor (locked out after repeated misses).
+
+    The caller calls `lockout.succeeded([second_factor_key(user_id)])` after its commit.
+    (The lock-out and the audit log have their own transactions; the request's is ended
+    before them so that SQLite's single connection is free.)"""
     key = lk.second_factor_key(user_id)
+    await lockout.check([key])
     user = await session.scalar(select(User).where(User.id == user_id))
     if user is None or not user.is_active:
         raise Unauthorized("the session is no longer valid", code="invalid_token")
-    await lockout.check([key])
     if not mfa.verify_second_factor(user, code):
+        email = user.email
+        await session.rollback()
         await lockout.failed([(key, lk.SECOND_FACTOR)])
-        await auditor.as_actor(f"user:{user.id}", user.email)(
-            "mfa.failure", "failure", risk="medium"
-        )
+        await auditor.as_actor(f"user:{user_id}", email)("mfa.failure", "failure", risk="medium")
         raise Unauthorized("the code is not valid", code="invalid_code")
-    await lockout.succeeded([key])
     return user
 
 
@@ -312,7 +315,7 @@ async def complete_mfa(
     user = await _user_for_code(session, lockout, challenge.user_id, auditor, code)
     tenant_row = await session.get(Tenant, tenant_id)
     assert tenant_row is not None
-    return await _start_session(
+    result = await _start_session(
         session,
         settings,
         tenant_row,
@@ -321,6 +324,8 @@ async def complete_mfa(
         auditor,
         with_mfa=True,
     )
+    await lockout.succeeded([lk.second_factor_key(user.id)])
+    return result
 
 
 async def step_up(
@@ -340,6 +345,7 @@ async def step_up(
     assert current is not None and tenant is not None and user is not None
     fresh = await rotate(session, current, mfa_at=utcnow())
     await session.commit()
+    await lockout.succeeded([lk.second_factor_key(principal.user_id)])
     await auditor("mfa.step_up", detail={"session": str(fresh.id)})
     return session_token(settings, tenant, fresh)
 
@@ -357,6 +363,7 @@ async def change_password(
     user = await session.scalar(select(User).where(User.id == principal.user_id))
     assert user is not None
     if not await asyncio.to_thread(verify_password, user.password_hash, current):
+        await session.rollback()  # free the connection for the audit record (SQLite has one)
         await auditor("password.change", "failure", risk="medium")
         raise PermissionDenied("the current password is wrong", code="wrong_password")
     check_password_policy(new, email=user.email, min_length=policy.password_min_length)

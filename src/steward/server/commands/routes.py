@@ -7,12 +7,15 @@ from fastapi import APIRouter
 
 from steward.protocol import CommandStatus
 from steward.server.accounts.permissions import Permission as P
-from steward.server.accounts.service import Principal
+from steward.server.accounts.principal import Principal
 from steward.server.commands import service
 from steward.server.commands.schemas import CommandCreate, CommandCreated, CommandPublic
-from steward.server.deps import RuntimeDep, SessionDep, require
+from steward.server.deps import AuditorDep, RuntimeDep, SessionDep, check_step_up, require
+from steward.server.errors import PermissionDenied
+from steward.server.tenancy.service import get_tenant
 
 Viewer = Annotated[Principal, require(P.DEVICE_VIEW)]
+Approver = Annotated[Principal, require(P.COMMAND_APPROVE)]
 
 router = APIRouter(prefix="/api/v1", tags=["commands"])
 
@@ -22,14 +25,37 @@ async def create_command(
     device_id: uuid.UUID,
     body: CommandCreate,
     principal: Annotated[Principal, require(P.COMMAND_RUN)],
+    auditor: AuditorDep,
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> CommandCreated:
-    command = await service.create_command(
-        session, principal, device_id, body, runtime.settings.command_timeout_s
-    )
+    """Run a command on a device. With `approval_required` in the user's scope it waits in
+    `pending_approval` until someone else approves it."""
+    try:
+        command = await service.create_command(
+            session, principal, device_id, body, runtime.settings.command_timeout_s
+        )
+    except PermissionDenied as exc:
+        await session.rollback()  # free the connection for the audit record
+        await auditor(
+            "command.blocked",
+            "blocked",
+            risk="medium",
+            target=f"device:{device_id}",
+            device_id=device_id,
+            detail={"type": str(body.type), "reason": exc.code, "message": exc.message},
+        )
+        raise
     await session.commit()  # committed before anyone is told
-    await runtime.hub.notify_command(device_id)
+    await auditor(
+        "command.submitted",
+        target=f"command:{command.id}",
+        device_id=device_id,
+        risk="medium",
+        detail={"type": command.type, "payload": command.payload, "status": command.status},
+    )
+    if command.status == CommandStatus.QUEUED:
+        await runtime.hub.notify_command(device_id)
     return CommandCreated(id=command.id, status=CommandStatus(command.status))
 
 
@@ -37,11 +63,67 @@ async def create_command(
 async def get_command(
     command_id: uuid.UUID, principal: Viewer, session: SessionDep
 ) -> CommandPublic:
-    return await service.get_command(session, command_id)
+    return await service.get_command(session, principal, command_id)
+
+
+async def _decide(
+    command_id: uuid.UUID,
+    principal: Principal,
+    auditor: AuditorDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    *,
+    approve: bool,
+) -> CommandPublic:
+    # Approving is treated as a high-risk act: a fresh second factor where the tenant asks.
+    check_step_up(principal, (await get_tenant(session, principal.tenant_id)).settings)
+    action = "command.approved" if approve else "command.denied"
+    try:
+        command = await service.decide(session, principal, command_id, approve=approve)
+    except PermissionDenied as exc:
+        await session.rollback()  # free the connection for the audit record
+        await auditor(
+            action,
+            "blocked",
+            risk="high",
+            target=f"command:{command_id}",
+            detail={"reason": exc.code},
+        )
+        raise
+    await session.commit()
+    await auditor(
+        action, target=f"command:{command.id}", device_id=command.device_id, risk="medium"
+    )
+    if approve:
+        await runtime.hub.notify_command(command.device_id)
+    return CommandPublic.model_validate(command, from_attributes=True)
+
+
+@router.post("/commands/{command_id}/approve", response_model=CommandPublic)
+async def approve_command(
+    command_id: uuid.UUID,
+    principal: Approver,
+    auditor: AuditorDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> CommandPublic:
+    """Approve a command waiting for approval (never one's own)."""
+    return await _decide(command_id, principal, auditor, session, runtime, approve=True)
+
+
+@router.post("/commands/{command_id}/deny", response_model=CommandPublic)
+async def deny_command(
+    command_id: uuid.UUID,
+    principal: Approver,
+    auditor: AuditorDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> CommandPublic:
+    return await _decide(command_id, principal, auditor, session, runtime, approve=False)
 
 
 @router.get("/devices/{device_id}/commands", response_model=list[CommandPublic])
 async def list_device_commands(
     device_id: uuid.UUID, principal: Viewer, session: SessionDep
 ) -> list[CommandPublic]:
-    return await service.list_device_commands(session, device_id)
+    return await service.list_device_commands(session, principal, device_id)

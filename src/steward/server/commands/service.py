@@ -15,12 +15,14 @@ from sqlalchemy import case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.protocol import CommandDispatch, CommandResult, CommandStatus, CommandType
+from steward.server.accounts.permissions import Permission
+from steward.server.accounts.principal import authorize
 from steward.server.accounts.service import Principal
 from steward.server.commands.models import Command
 from steward.server.commands.schemas import CommandCreate, CommandPublic
 from steward.server.db.base import utcnow
-from steward.server.devices.service import require_device
-from steward.server.errors import NotFound
+from steward.server.devices.access import device_for
+from steward.server.errors import Conflict, NotFound, PermissionDenied
 
 _IN_FLIGHT = (CommandStatus.QUEUED, CommandStatus.SENT, CommandStatus.RUNNING)
 
@@ -32,12 +34,23 @@ async def create_command(
     request: CommandCreate,
     default_timeout_s: float,
 ) -> Command:
-    device = await require_device(session, device_id)
+    """A command for a device the principal may run it on (role, scope, time window, command
+    limits); `pending_approval` when the user's scope requires approval."""
+    device = await device_for(session, principal, Permission.COMMAND_RUN, device_id)
+    payload = request.payload.model_dump(exclude_none=True)
+    decision = authorize(
+        principal,
+        Permission.COMMAND_RUN,
+        device=device,
+        command_type=str(request.type),
+        command_payload=payload,
+    )
+    status = CommandStatus.PENDING_APPROVAL if decision.needs_approval else CommandStatus.QUEUED
     command = Command(
         device_id=device.id,
         type=request.type,
-        payload=request.payload.model_dump(exclude_none=True),
-        status=CommandStatus.QUEUED,
+        payload=payload,
+        status=status,
         timeout_s=request.timeout_s or default_timeout_s,
         created_by=principal.email,
         stdout="",
@@ -49,17 +62,51 @@ async def create_command(
     return command
 
 
-async def get_command(session: AsyncSession, command_id: uuid.UUID) -> CommandPublic:
+async def command_for(
+    session: AsyncSession,
+    principal: Principal,
+    command_id: uuid.UUID,
+    permission: Permission = Permission.DEVICE_VIEW,
+) -> Command:
+    """The command, if the principal may do `permission` on its device (404 otherwise)."""
     command = await session.scalar(select(Command).where(Command.id == command_id))
     if command is None:
         raise NotFound("no such command", code="command_not_found")
+    try:
+        await device_for(session, principal, permission, command.device_id)
+    except NotFound:
+        raise NotFound("no such command", code="command_not_found") from None
+    return command
+
+
+async def get_command(
+    session: AsyncSession, principal: Principal, command_id: uuid.UUID
+) -> CommandPublic:
+    command = await command_for(session, principal, command_id)
     return CommandPublic.model_validate(command, from_attributes=True)
 
 
+async def decide(
+    session: AsyncSession, principal: Principal, command_id: uuid.UUID, *, approve: bool
+) -> Command:
+    """An approver's decision on a command waiting for one. Nobody approves their own."""
+    command = await command_for(session, principal, command_id, Permission.COMMAND_APPROVE)
+    if command.created_by == principal.email:
+        raise PermissionDenied("nobody may approve their own command", code="own_command")
+    if command.status != CommandStatus.PENDING_APPROVAL:
+        raise Conflict(f"the command is {command.status}, not waiting", code="not_pending")
+    command.status = CommandStatus.QUEUED if approve else CommandStatus.DENIED
+    if not approve:
+        command.finished_at = utcnow()
+        command.error = f"denied by {principal.email}"[:255]
+    await session.flush()
+    return command
+
+
 async def list_device_commands(
-    session: AsyncSession, device_id: uuid.UUID, limit: int = 20
+    session: AsyncSession, principal: Principal, device_id: uuid.UUID, limit: int = 20
 ) -> list[CommandPublic]:
-    await require_device(session, device_id)
+    await device_for(session, principal, Permission.DEVICE_VIEW, device_id)
     rows = await session.scalars(
         select(Command)
         .where(Command.device_id == device_id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from steward.server.accounts.permissions import Permission as P
 from steward.server.accounts.service import Principal
 from steward.server.db.base import utcnow
-from steward.server.deps import RuntimeDep, SessionDep, require
+from steward.server.deps import AuditorDep, RuntimeDep, SessionDep, require
 from steward.server.devices import enrollment, service
 from steward.server.devices.schemas import (
     DeviceCounts,
@@ -38,7 +38,7 @@ async def list_devices(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[DevicePublic]:
     devices, total = await service.list_devices(
-        session, search=q, online=online, group=group, limit=limit, offset=offset
+        session, principal, search=q, online=online, group=group, limit=limit, offset=offset
     )
     response.headers["X-Total-Count"] = str(total)
     return devices
@@ -46,14 +46,14 @@ async def list_devices(
 
 @router.get("/devices/counts", response_model=DeviceCounts)
 async def device_counts(principal: Viewer, session: SessionDep) -> DeviceCounts:
-    return await service.device_counts(session)
+    return await service.device_counts(session, principal)
 
 
 @router.get("/devices/{device_id}", response_model=DeviceDetail)
 async def get_device(
     device_id: uuid.UUID, principal: Viewer, session: SessionDep, runtime: RuntimeDep
 ) -> DeviceDetail:
-    device = await service.get_device(session, device_id)
+    device = await service.get_device(session, principal, device_id)
     await runtime.hub.watch(device_id)
     return device
 
@@ -66,13 +66,14 @@ async def device_metrics(
     minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60)] = 60,
 ) -> list[MetricPoint]:
     since = utcnow() - timedelta(minutes=minutes)
-    return await service.recent_metrics(session, device_id, since)
+    return await service.recent_metrics(session, principal, device_id, since)
 
 
 @router.post("/enrollment/pins", response_model=PinCreated, status_code=201)
 async def create_pin(
     body: PinCreate,
     principal: Annotated[Principal, require(P.AGENT_ENROLL)],
+    auditor: AuditorDep,
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> PinCreated:
@@ -86,4 +87,5 @@ async def create_pin(
         created_by=principal.email,
     )
     await session.commit()
+    await auditor("pin.create", risk="medium", detail={"group": group.name, "pin_id": str(row.id)})
     return PinCreated(pin=pin, expires_at=row.expires_at, group=group.name)

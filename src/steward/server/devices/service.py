@@ -8,6 +8,9 @@ from datetime import datetime
 from sqlalchemy import Select, delete, false, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from steward.server.accounts.permissions import Permission
+from steward.server.accounts.principal import Principal, authorize
+from steward.server.devices.access import device_for, visible_devices
 from steward.server.devices.models import Device, DeviceMetric, DeviceStatus
 from steward.server.devices.schemas import DeviceCounts, DeviceDetail, DevicePublic, MetricPoint
 from steward.server.errors import NotFound
@@ -45,6 +48,7 @@ def _public(device: Device, group: str, status: DeviceStatus | None) -> dict[str
 
 async def list_devices(
     session: AsyncSession,
+    principal: Principal,
     *,
     search: str | None = None,
     online: bool | None = None,
@@ -52,8 +56,9 @@ async def list_devices(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[DevicePublic], int]:
-    """One page of devices (sorted by hostname) and the total that match, in two queries."""
-    query = _base_query()
+    """One page of the devices the principal reaches (sorted by hostname) and the total that
+    match, in two queries."""
+    query = _base_query().where(visible_devices(principal))
     if search:
         query = query.where(Device.hostname.ilike(f"%{_escape_like(search)}%", escape="\\"))
     if online is not None:
@@ -71,22 +76,32 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def device_counts(session: AsyncSession) -> DeviceCounts:
-    total = await session.scalar(select(func.count(Device.id))) or 0
+async def device_counts(session: AsyncSession, principal: Principal) -> DeviceCounts:
+    visible = visible_devices(principal)
+    total = await session.scalar(select(func.count(Device.id)).where(visible)) or 0
     online = (
         await session.scalar(
-            select(func.count(DeviceStatus.device_id)).where(DeviceStatus.online == true())
+            select(func.count(DeviceStatus.device_id))
+            .join(Device, Device.id == DeviceStatus.device_id)
+            .where(DeviceStatus.online == true(), visible)
         )
         or 0
     )
     return DeviceCounts(total=total, online=online, offline=total - online)
 
 
-async def get_device(session: AsyncSession, device_id: uuid.UUID) -> DeviceDetail:
+async def get_device(
+    session: AsyncSession,
+    principal: Principal,
+    device_id: uuid.UUID,
+    permission: Permission = Permission.DEVICE_VIEW,
+) -> DeviceDetail:
+    """The device, if the principal may do `permission` on it (404 outside their scope)."""
     row = (await session.execute(_base_query().where(Device.id == device_id))).first()
     if row is None:
         raise NotFound("no such device", code="device_not_found")
     device, group, status = row
+    authorize(principal, permission, device=device)
     return DeviceDetail.model_validate(
         {
             **_public(device, group, status),
@@ -112,17 +127,14 @@ async def get_device(session: AsyncSession, device_id: uuid.UUID) -> DeviceDetai
     )
 
 
-async def require_device(session: AsyncSession, device_id: uuid.UUID) -> Device:
-    device = await session.scalar(select(Device).where(Device.id == device_id))
-    if device is None:
-        raise NotFound("no such device", code="device_not_found")
-    return device
-
-
 async def recent_metrics(
-    session: AsyncSession, device_id: uuid.UUID, since: datetime, limit: int = 2000
+    session: AsyncSession,
+    principal: Principal,
+    device_id: uuid.UUID,
+    since: datetime,
+    limit: int = 2000,
 ) -> list[MetricPoint]:
-    await require_device(session, device_id)
+    await device_for(session, principal, Permission.DEVICE_VIEW, device_id)
     rows = await session.scalars(
         select(DeviceMetric)
         .where(DeviceMetric.device_id == device_id, DeviceMetric.at >= since)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 
 from sqlalchemy import update
@@ -11,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from steward.protocol import (
     CommandAck,
     CommandResult,
+    CommandStatus,
     FullHeartbeat,
     Hello,
     LightHeartbeat,
 )
+from steward.server.audit.service import record
 from steward.server.commands import service as commands
 from steward.server.db.base import utcnow
 from steward.server.devices.enrollment import AgentIdentity
@@ -80,7 +84,30 @@ async def handle_message(
         )
     elif isinstance(message, CommandAck):
         await commands.mark_running(session, device_id, message.command_id)
-    elif isinstance(message, CommandResult) and not await commands.record_result(
-        session, device_id, message
-    ):
-        log.debug("ignored repeated or unknown result %s", message.command_id)
+    elif isinstance(message, CommandResult):
+        if not await commands.record_result(session, device_id, message):
+            log.debug("ignored repeated or unknown result %s", message.command_id)
+            return
+        # Recorded once the caller has committed the result (its own transaction, later).
+        _in_background(
+            record(
+                hub.system_sessions,
+                tenant_id=identity.tenant_id,
+                actor=f"agent:{device_id}",
+                actor_name="agent",
+                action="command.finished",
+                result="success" if message.status == CommandStatus.SUCCEEDED else "failure",
+                target=f"command:{message.command_id}",
+                device_id=device_id,
+                detail={"status": message.status, "exit_code": message.exit_code},
+            )
+        )
+
+
+_background: set[asyncio.Task[object]] = set()
+
+
+def _in_background(work: Coroutine[object, object, object]) -> None:
+    task: asyncio.Task[object] = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)

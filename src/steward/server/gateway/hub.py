@@ -49,6 +49,7 @@ class AgentHub:
     ) -> None:
         self.settings = settings
         self._sessions = sessions
+        self.system_sessions = sessions
         self._bus = bus
         self.status = status
         self._connections: dict[uuid.UUID, AgentConnection] = {}

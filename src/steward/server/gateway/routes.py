@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.websockets import WebSocketDisconnect
 
 from steward.protocol import (
@@ -27,9 +30,11 @@ from steward.protocol import (
     dump_message,
     parse_agent_message,
 )
+from steward.server.audit.service import record
 from steward.server.commands import service as commands
 from steward.server.deps import RuntimeDep, SystemSessionDep
 from steward.server.devices import enrollment
+from steward.server.devices.models import Device
 from steward.server.errors import (
     InvalidInput,
     RateLimited,
@@ -77,9 +82,31 @@ async def enroll(
         limiter.hit(address)
         await session.rollback()
         raise
+    device_id = uuid.UUID(response.device_id)
+    tenant_id = await _tenant_of(session, device_id)
     await session.commit()
     log.info("device %s enrolled into %s from %s", response.device_id, response.tenant, address)
+    await record(
+        runtime.system_sessions,
+        tenant_id=tenant_id,
+        actor=f"agent:{device_id}",
+        actor_name=enroll_request.hostname[:200],
+        action="agent.enroll",
+        result="success",
+        address=address,
+        user_agent=request.headers.get("user-agent", ""),
+        target=f"device:{device_id}",
+        device_id=device_id,
+        risk="medium",
+        detail={"hostname": enroll_request.hostname},
+    )
     return response
+
+
+async def _tenant_of(session: AsyncSession, device_id: uuid.UUID) -> uuid.UUID:
+    tenant_id = await session.scalar(select(Device.tenant_id).where(Device.id == device_id))
+    assert tenant_id is not None
+    return tenant_id
 
 
 @router.post("/poll", response_model=PollResponse)

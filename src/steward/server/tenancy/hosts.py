@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from steward.server.accounts.policy import address_allowed, security_settings
+from steward.server.audit.service import record
 from steward.server.bus import Bus
 from steward.server.tenancy.models import Tenant, TenantStatus
 
@@ -105,6 +107,8 @@ class HostTenant:
     slug: str
     name: str
     status: str
+    # The console and API accept only these networks (empty: any); agents are not held by it.
+    ip_allowlist: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -148,12 +152,15 @@ class TenantResolver:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(Tenant.id, Tenant.slug, Tenant.name, Tenant.status).where(
-                        Tenant.slug == slug
-                    )
+                    select(
+                        Tenant.id, Tenant.slug, Tenant.name, Tenant.status, Tenant.settings
+                    ).where(Tenant.slug == slug)
                 )
             ).first()
-        found = HostTenant(row[0], row[1], row[2], row[3]) if row is not None else None
+        found = None
+        if row is not None:
+            allowlist = tuple(security_settings(row[4]).ip_allowlist)
+            found = HostTenant(row[0], row[1], row[2], row[3], allowlist)
         if len(self._cache) >= self.max_entries:
             self._cache.clear()
         ttl = self.ttl_s if found is not None else self.negative_ttl_s
@@ -183,6 +190,7 @@ class HostMiddleware:
     def __init__(self, app: ASGIApp, base_domain: str) -> None:
         self.app = app
         self.base_domain = base_domain
+        self._last_refusal: dict[tuple[uuid.UUID, str], float] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -204,6 +212,19 @@ class HostMiddleware:
                 await self._refuse(scope, receive, send, 404, "unknown_tenant", "no such tenant")
                 return
             context = HostContext(HostKind.TENANT, tenant)
+            client = scope.get("client")
+            address = client[0] if client else ""
+            if not address_allowed(address, tenant.ip_allowlist):
+                await self._refused_address(scope, tenant, address, path)
+                await self._refuse(
+                    scope,
+                    receive,
+                    send,
+                    403,
+                    "address_not_allowed",
+                    "this organisation does not accept connections from your address",
+                )
+                return
         if context is None:
             await self._refuse(
                 scope,
@@ -216,6 +237,30 @@ class HostMiddleware:
             return
         scope.setdefault("state", {})["host"] = context
         await self.app(scope, receive, send)
+
+    async def _refused_address(
+        self, scope: Scope, tenant: HostTenant, address: str, path: str
+    ) -> None:
+        """Audited, at most once a minute per tenant and address (a flood is one line)."""
+        now = time.monotonic()
+        key = (tenant.id, address)
+        if self._last_refusal.get(key, 0.0) > now - 60:
+            return
+        if len(self._last_refusal) > 10_000:
+            self._last_refusal.clear()
+        self._last_refusal[key] = now
+        headers = dict(scope.get("headers") or [])
+        await record(
+            scope["app"].state.runtime.system_sessions,
+            tenant_id=tenant.id,
+            actor="anonymous",
+            action="address_refused",
+            result="blocked",
+            risk="medium",
+            address=address,
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:300],
+            target=path[:200],
+        )
 
     @staticmethod
     async def _refuse(

@@ -62,7 +62,7 @@ async def run_command(
     await runtime.hub.notify_command(device_id)
     if not page.is_htmx:
         return RedirectResponse(f"/commands/{created.id}", status_code=303)
-    result = await service.get_command(session, created.id)
+    result = await service.get_command(session, page.me, created.id)
     return page.render(
         "commands/_panel.html", headers={"HX-Trigger": CHANGED_EVENT}, command=result, final=False
     )
@@ -70,7 +70,7 @@ async def run_command(
 
 @router.get("/commands/{command_id}/panel")
 async def command_panel(command_id: uuid.UUID, page: Viewer, session: SessionDep) -> Response:
-    command = await service.get_command(session, command_id)
+    command = await service.get_command(session, page.me, command_id)
     final = CommandStatus(command.status).is_final
     headers = {"HX-Trigger": CHANGED_EVENT} if final else None
     return page.render("commands/_panel.html", headers=headers, command=command, final=final)
@@ -78,13 +78,15 @@ async def command_panel(command_id: uuid.UUID, page: Viewer, session: SessionDep
 
 @router.get("/commands/{command_id}")
 async def command_page(command_id: uuid.UUID, page: Viewer, session: SessionDep) -> Response:
-    command = await service.get_command(session, command_id)
-    device = await get_device(session, command.device_id)
+    command = await service.get_command(session, page.me, command_id)
+    device = await get_device(session, page.me, command.device_id)
     final = CommandStatus(command.status).is_final
     return page.render("commands/page.html", command=command, device=device, final=final)
 
 
 @router.get("/devices/{device_id}/commands")
 async def recent_commands(device_id: uuid.UUID, page: Viewer, session: SessionDep) -> Response:
-    commands = await service.list_device_commands(session, device_id, limit=RECENT_COMMANDS)
+    commands = await service.list_device_commands(
+        session, page.me, device_id, limit=RECENT_COMMANDS
+    )
     return page.render("devices/_commands.html", commands=commands, device_id=device_id)

@@ -44,21 +44,21 @@ def _query(q: str, page_number: int) -> str:
     return f"?{urlencode(params)}" if params else ""
 
 
-async def _table(session: AsyncSession, q: str, page_number: int) -> dict[str, Any]:
+async def _table(page: Page, session: AsyncSession, q: str, page_number: int) -> dict[str, Any]:
     search = q.strip() or None
     devices, total = await service.list_devices(
-        session, search=search, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE
+        session, page.me, search=search, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE
     )
     pages = max(1, math.ceil(total / PAGE_SIZE))
     if page_number > pages:  # the fleet shrank under a later page: show the last one
         page_number = pages
         devices, total = await service.list_devices(
-            session, search=search, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE
+            session, page.me, search=search, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE
         )
     return {
         "devices": devices,
         "total": total,
-        "counts": await service.device_counts(session),
+        "counts": await service.device_counts(session, page.me),
         "q": q,
         "page_number": page_number,
         "pages": pages,
@@ -73,14 +73,14 @@ async def _table(session: AsyncSession, q: str, page_number: int) -> dict[str, A
 async def device_list(
     page: Viewer, session: SessionDep, q: Search = "", page_number: PageNumber = 1
 ) -> Response:
-    return page.render("devices/list.html", **await _table(session, q, page_number))
+    return page.render("devices/list.html", **await _table(page, session, q, page_number))
 
 
 @router.get("/devices/table")
 async def device_table(
     page: Viewer, session: SessionDep, q: Search = "", page_number: PageNumber = 1
 ) -> Response:
-    context = await _table(session, q, page_number)
+    context = await _table(page, session, q, page_number)
     # Keep the address bar in step with the search and page, without new history entries.
     headers = {"HX-Replace-Url": context["list_url"](context["page_number"])}
     return page.render("devices/_table.html", headers=headers, **context)
@@ -143,8 +143,8 @@ def _processes(device: DeviceDetail) -> list[ProcessView]:
 async def device_page(
     device_id: uuid.UUID, page: Viewer, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
-    device = await service.get_device(session, device_id)
-    commands = await list_device_commands(session, device_id, limit=RECENT_COMMANDS)
+    device = await service.get_device(session, page.me, device_id)
+    commands = await list_device_commands(session, page.me, device_id, limit=RECENT_COMMANDS)
     await runtime.hub.watch(device_id)
     groups: list[str] = []
     if page.principal is not None and page.can(P.DEVICE_MANAGE):
@@ -165,7 +165,7 @@ async def device_page(
 async def device_status(
     device_id: uuid.UUID, page: Viewer, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
-    device = await service.get_device(session, device_id)
+    device = await service.get_device(session, page.me, device_id)
     # Each refresh says "someone is looking": the agent keeps its 2-second heartbeats.
     await runtime.hub.watch(device_id)
     return page.render("devices/_status.html", device=device)
@@ -178,7 +178,8 @@ async def device_metrics(
     session: SessionDep,
     minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60)] = 60,
 ) -> JSONResponse:
-    points = await service.recent_metrics(session, device_id, utcnow() - timedelta(minutes=minutes))
+    since = utcnow() - timedelta(minutes=minutes)
+    points = await service.recent_metrics(session, page.me, device_id, since)
     return JSONResponse(
         [p.model_dump(mode="json") for p in points], headers={"Cache-Control": "no-store"}
     )

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from steward.server.accounts.permissions import Permission as P
-from steward.server.deps import RuntimeDep, SessionDep
+from steward.server.deps import RuntimeDep, SessionDep, auditor_for
 from steward.server.devices.enrollment import create_pin
 from steward.server.devices.schemas import PinCreate
 from steward.server.errors import InvalidInput, NotFound
@@ -85,6 +85,9 @@ async def make_pin(
         error = page.gettext("There is no group with this name.")
         return _form(page, group=group, ttl_s=ttl, error=error, status=422)
     await session.commit()
+    await auditor_for(page.request, runtime, page.me)(
+        "pin.create", risk="medium", detail={"group": group_row.name, "pin_id": str(row.id)}
+    )
     server = shlex.quote(public_url(page, runtime.settings.public_url))
     return page.render(
         "enroll/pin.html",

@@ -127,7 +127,8 @@ async def delete_group(
 async def move_device(
     device_id: uuid.UUID, page: Manager, session: SessionDep, group: GroupName = ""
 ) -> Response:
-    await get_device(session, device_id)  # another tenant's device, or none: 404
+    # Another tenant's device, one outside the user's scope, or none: 404.
+    await get_device(session, page.me, device_id, P.DEVICE_MANAGE)
     try:
         await service.move_device(session, device_id, group)
     except NotFound:

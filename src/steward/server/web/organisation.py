@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query
 from fastapi.responses import RedirectResponse, Response
 
+from steward.server.accounts.models import Role
 from steward.server.accounts.permissions import Permission as P
 from steward.server.deps import RuntimeDep, SessionDep
-from steward.server.errors import InvalidInput
+from steward.server.errors import InvalidInput, PermissionDenied
 from steward.server.tenancy.hosts import announce_tenant_change
 from steward.server.tenancy.models import Tenant
 from steward.server.tenancy.service import PROFILE_FIELDS, update_tenant
@@ -86,6 +87,8 @@ def _form(
 @router.get(URL)
 async def organisation(page: Viewer, saved: Annotated[str, Query(max_length=8)] = "") -> Response:
     assert page.tenant is not None  # a signed-in page has the tenant
+    if page.me.role is Role.CUSTOMER:  # customers see their requests and devices, no more
+        raise PermissionDenied("customers cannot see the organisation profile", code="forbidden")
     return _form(page, _values(page.tenant), saved=saved == "1")
 
 

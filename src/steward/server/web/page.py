@@ -67,6 +67,13 @@ class Page:
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
 
     @property
+    def me(self) -> Principal:
+        """The signed-in user (pages behind `require_page` always have one)."""
+        if self.principal is None:
+            raise Unauthorized("sign in to use the console", code="login_required")
+        return self.principal
+
+    @property
     def is_htmx(self) -> bool:
         return self.request.headers.get("hx-request") == "true"
 
