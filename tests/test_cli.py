@@ -86,3 +86,31 @@ def test_tenant_user_and_pin(env: dict[str, str]) -> None:
     assert missing_group.returncode == 1 and "group_not_found" in missing_group.stderr
     missing_tenant = run([*STEWARD, "pin", "create", "--tenant", "nope"], env=env)
     assert missing_tenant.returncode == 1 and "tenant_not_found" in missing_tenant.stderr
+
+
+def test_user_admin_and_commands_as_a_user(env: dict[str, str]) -> None:
+    assert run([*STEWARD, "db", "upgrade"], env=env).returncode == 0
+    assert run([*STEWARD, "tenant", "create", "lab", "--name", "Lab"], env=env).returncode == 0
+    password = env | {"STEWARD_PASSWORD": "quiet-lantern-42"}
+    for email, role in (("v@lab.example", "VIEWER"), ("e@lab.example", "ENGINEER")):
+        user = [*STEWARD, "user", "create", "--tenant", "lab", "--email", email, "--role", role]
+        assert run(user, env=password).returncode == 0
+
+    listed = run([*STEWARD, "user", "list", "--tenant", "lab"], env=env)
+    assert listed.returncode == 0 and "v@lab.example\tVIEWER\tactive\tno-mfa" in listed.stdout
+    for action in ("reset-mfa", "unlock"):
+        done = run(
+            [*STEWARD, "user", action, "--tenant", "lab", "--email", "e@lab.example"], env=env
+        )
+        assert done.returncode == 0, done.stderr
+    missing = run([*STEWARD, "user", "unlock", "--tenant", "lab", "--email", "x@y.z"], env=env)
+    assert missing.returncode == 1 and "user_not_found" in missing.stderr
+
+    # The CLI acts as the user through the same authorisation as the API.
+    command = [*STEWARD, "command", "run", "--tenant", "lab", "--device"]
+    device = "00000000-0000-0000-0000-000000000001"
+    viewer = run([*command, device, "--as", "v@lab.example", "echo hi"], env=env)
+    assert viewer.returncode == 1 and "forbidden" in viewer.stderr
+    engineer = run([*command, device, "--as", "e@lab.example", "echo hi"], env=env)
+    assert engineer.returncode == 1 and "device_not_found" in engineer.stderr
+    assert run([*command, "not-an-id", "--as", "e@lab.example", "x"], env=env).returncode == 2

@@ -57,7 +57,19 @@ class Case:
         return self.path.format_map(values) + self.query.format_map(values)
 
     def filled_body(self, values: dict[str, str]) -> dict[str, Any]:
-        return {k: v.format_map(values) if isinstance(v, str) else v for k, v in self.body.items()}
+        filled: dict[str, Any] = _fill(self.body, values)
+        return filled
+
+
+def _fill(template: Any, values: dict[str, str]) -> Any:
+    """Strings of a body template formatted with `values`, nested dicts and lists included."""
+    if isinstance(template, str):
+        return template.format_map(values)
+    if isinstance(template, dict):
+        return {k: _fill(v, values) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_fill(v, values) for v in template]
+    return template
 
 
 def api(method: str, path: str, expect: int, **kwargs: Any) -> Case:
@@ -106,15 +118,106 @@ CASES: list[Case] = [
         "POST", "/api/v1/devices/{device_id}/commands", 404, body=SHELL, modifies=True, manage=True
     ),
     api("GET", "/api/v1/commands/{command_id}", 404),
+    api("POST", "/api/v1/commands/{command_id}/approve", 404, modifies=True, manage=True),
+    api("POST", "/api/v1/commands/{command_id}/deny", 404, modifies=True, manage=True),
     api("GET", "/api/v1/devices/{device_id}/commands", 404),
     api("GET", "/api/v1/audit/events", 200, variant="all"),
-    api(
-        "GET", "/api/v1/audit/events", 200, query="?device_id={device_id}", variant="B's device"
-    ),
+    api("GET", "/api/v1/audit/events", 200, query="?device_id={device_id}", variant="B's device"),
     api("GET", "/api/v1/audit/events", 200, query="?actor={admin_email}", variant="B's admin"),
     api("GET", "/api/v1/audit/export", 200, query="?format=csv"),
     api("GET", "/api/v1/audit/export", 200, query="?format=jsonl", variant="jsonl"),
     api("GET", "/api/v1/audit/verify", 200),
+    # ---- accounts API: self-service (the caller's own account), users, tenant security -------
+    api("GET", "/api/v1/account", 200),
+    api(
+        "POST",
+        "/api/v1/account/password",
+        422,
+        body={"current_password": "{password}", "new_password": "short"},
+        modifies=True,
+        variant="weak new password: nothing changes",
+    ),
+    api("POST", "/api/v1/account/mfa/setup", 200, modifies=True, variant="A's own pending secret"),
+    api("POST", "/api/v1/account/mfa/confirm", 401, body={"code": "000000"}, modifies=True),
+    api("POST", "/api/v1/account/mfa/disable", 401, body={"code": "000000"}, modifies=True),
+    api("POST", "/api/v1/account/mfa/recovery-codes", 401, body={"code": "000000"}, modifies=True),
+    api("POST", "/api/v1/auth/step-up", 401, body={"code": "000000"}, modifies=True),
+    api("GET", "/api/v1/account/sessions", 200),
+    api("DELETE", "/api/v1/account/sessions/{session_id}", 404, modifies=True),
+    api("GET", "/api/v1/account/tokens", 200),
+    api(
+        "POST",
+        "/api/v1/account/tokens",
+        201,
+        body={"name": "made-by-a", "permissions": ["device.view"]},
+        modifies=True,
+        variant="A's own token",
+    ),
+    api("DELETE", "/api/v1/account/tokens/{token_id}", 404, modifies=True),
+    api("GET", "/api/v1/users", 200, manage=True),
+    api(
+        "POST",
+        "/api/v1/users",
+        201,
+        body={"email": "made-by-a@a.example", "password": "{password}", "role": "VIEWER"},
+        modifies=True,
+        manage=True,
+        variant="A's own new user",
+    ),
+    api(
+        "POST",
+        "/api/v1/users",
+        422,
+        body={
+            "email": "scoped-by-a@a.example",
+            "password": "{password}",
+            "scope": {"devices": ["{device_id}"], "groups": []},
+        },
+        modifies=True,
+        manage=True,
+        variant="scoped to B's device",
+    ),
+    api("GET", "/api/v1/users/{user_id}", 404, manage=True),
+    api(
+        "PATCH",
+        "/api/v1/users/{user_id}",
+        404,
+        body={"role": "ADMIN", "is_active": False},
+        modifies=True,
+        manage=True,
+    ),
+    api("POST", "/api/v1/users/{user_id}/reset-mfa", 404, modifies=True, manage=True),
+    api("POST", "/api/v1/users/{user_id}/revoke-sessions", 404, modifies=True, manage=True),
+    api("GET", "/api/v1/tenant/security", 200, manage=True),
+    api(
+        "PUT",
+        "/api/v1/tenant/security",
+        200,
+        body={"session_idle_timeout_min": 120, "password_min_length": 12},
+        modifies=True,
+        manage=True,
+        variant="only A's own settings",
+    ),
+    exempt(
+        "POST",
+        "/api/v1/auth/logout",
+        "ends the caller's own session: tests/permissions/test_account.py::"
+        "test_logging_out_ends_only_own_sessions",
+    ),
+    exempt(
+        "POST",
+        "/api/v1/account/sessions/revoke-all",
+        "ends the caller's own sessions: tests/permissions/test_account.py::"
+        "test_logging_out_ends_only_own_sessions",
+    ),
+    Case(
+        "POST",
+        "/api/v1/auth/mfa",
+        Kind.SIGN_IN,
+        401,
+        body={"mfa_token": "{mfa_token}", "code": "000000"},
+        variant="B's MFA challenge on A's host",
+    ),
     Case(
         "POST",
         "/api/v1/auth/login",
@@ -241,6 +344,74 @@ CASES: list[Case] = [
         manage=True,
         variant="only A's own organisation",
     ),
+    # console: one's own account, users, security settings
+    page("GET", "/account", 200),
+    page(
+        "POST",
+        "/account/password",
+        422,
+        body={"current_password": "not-the-password", "new_password": "a-new-long-phrase"},
+        modifies=True,
+    ),
+    page("GET", "/account/mfa", 200, modifies=True, variant="A's own pending secret"),
+    page("POST", "/account/mfa", 422, body={"code": "000000"}, modifies=True),
+    page("POST", "/account/second-factor/disable", 422, body={"code": "000000"}, modifies=True),
+    page(
+        "POST", "/account/second-factor/recovery-codes", 422, body={"code": "000000"}, modifies=True
+    ),
+    page("POST", "/account/sessions/{session_id}/revoke", 404, modifies=True),
+    exempt(
+        "POST",
+        "/account/sessions/revoke-all",
+        "ends the caller's own sessions: tests/web/test_account.py::"
+        "test_revoking_a_session_signs_that_browser_out",
+    ),
+    page(
+        "POST",
+        "/account/tokens",
+        201,
+        body={"name": "made-by-a", "permissions": "device.view", "expires_in_days": "1"},
+        modifies=True,
+        variant="A's own token",
+    ),
+    page("POST", "/account/tokens/{token_id}/revoke", 404, modifies=True),
+    page("GET", "/step-up", 200, query="?next=/devices/{device_id}"),
+    page("POST", "/step-up", 200, body={"code": "000000"}, modifies=True, variant="no MFA"),
+    page("GET", "/users", 200, manage=True),
+    page(
+        "POST",
+        "/users",
+        303,
+        body={
+            "email": "made-by-a@example.test",
+            "password": "a-long-first-phrase",
+            "role": "VIEWER",
+        },
+        modifies=True,
+        manage=True,
+        variant="A's own new user",
+    ),
+    page("GET", "/users/{user_id}", 404, manage=True),
+    page(
+        "POST",
+        "/users/{user_id}",
+        404,
+        body={"full_name": "renamed by A", "role": "VIEWER", "active": "1"},
+        modifies=True,
+        manage=True,
+    ),
+    page("POST", "/users/{user_id}/reset-mfa", 404, modifies=True, manage=True),
+    page("POST", "/users/{user_id}/revoke-sessions", 404, modifies=True, manage=True),
+    page("GET", "/settings/security", 200, manage=True),
+    page(
+        "POST",
+        "/settings/security",
+        303,
+        body={"mfa_required": "off", "step_up": "if_enrolled"},
+        modifies=True,
+        manage=True,
+        variant="only A's own settings",
+    ),
     Case("GET", "/platform/login", Kind.PLATFORM_PAGE, 200),
     Case(
         "POST",
@@ -279,6 +450,10 @@ CASES: list[Case] = [
         body={"email": "{admin_email}", "password": "{password}"},
         variant="B's admin on A's host",
     ),
+    # without an MFA challenge cookie both go back to /login; B's challenge on A's host is
+    # refused by the API case above (the same complete_mfa checks the tenant)
+    Case("GET", "/login/mfa", Kind.SIGN_IN, 303, variant="no challenge"),
+    Case("POST", "/login/mfa", Kind.SIGN_IN, 303, body={"code": "000000"}, variant="no challenge"),
     # ---- no tenant data ----------------------------------------------------------------------
     exempt("GET", "/", "redirects to /devices or /platform; shows nothing"),
     exempt("GET", "/login", "the sign-in form; shows nothing of any tenant"),

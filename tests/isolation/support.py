@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pyotp
 from sqlalchemy import select
 
 from steward.server.audit.models import AuditEvent
@@ -55,6 +56,7 @@ class Side:
     tokens: dict[str, str] = field(default_factory=dict)  # role -> access token
     emails: dict[str, str] = field(default_factory=dict)  # role -> e-mail
     csrf: str = ""
+    account: dict[str, str] = field(default_factory=dict)  # the viewer's user, session, token
 
 
 @dataclass
@@ -77,6 +79,8 @@ class World:
             "admin_email": b.tenant.admin_email,
             "password": b.tenant.password,
             "a_admin_email": self.a.tenant.admin_email,
+            **b.account,  # user_id, session_id, token_id: B's viewer's
+            "a_user_id": self.a.account["user_id"],
         }
 
     @property
@@ -93,6 +97,7 @@ class World:
             b.tenant.slug.upper(),  # B's organisation name
             str(b.tenant.tenant_id),
             b.tenant.slug,
+            *b.account.values(),
         ]
 
     def credentials(self, role: str, *, console: bool, of: Side | None = None) -> dict[str, str]:
@@ -117,6 +122,8 @@ def build_world(server: LiveServer, seeder: Seeder) -> World:
     for side in (a, b):
         side.tokens["admin"] = _token(server, side.tenant, side.tenant.admin_email)
         side.tokens["viewer"] = _token(server, side.tenant, side.emails["viewer"])
+        side.account = _account_ids(server, side)
+    b.account["mfa_token"] = _mfa_challenge(server, seeder, b.tenant)
     a.csrf = _console_csrf(server, a.tenant)
     return World(server, a, b, tenant_rows(server, b.tenant.tenant_id))
 
@@ -159,6 +166,39 @@ def poll(server: LiveServer, creds: dict[str, str], messages: list[Any]) -> http
 def _token(server: LiveServer, tenant: SeededTenant, email: str) -> str:
     with login(server, tenant, email) as api:
         return str(api.headers["Authorization"]).removeprefix("Bearer ")
+
+
+def _account_ids(server: LiveServer, side: Side) -> dict[str, str]:
+    """The viewer's user id, one of their sessions and an API token of theirs."""
+    host = side.tenant.slug
+    with tenant_client(server, host, Authorization=f"Bearer {side.tokens['admin']}") as admin:
+        users = admin.get("/api/v1/users").raise_for_status().json()
+    with tenant_client(server, host, Authorization=f"Bearer {side.tokens['viewer']}") as viewer:
+        sessions = viewer.get("/api/v1/account/sessions").raise_for_status().json()
+        token = viewer.post(
+            "/api/v1/account/tokens", json={"name": "script", "permissions": ["device.view"]}
+        )
+    return {
+        "user_id": next(u["id"] for u in users if u["email"] == side.emails["viewer"]),
+        "session_id": sessions[0]["id"],
+        "token_id": token.raise_for_status().json()["id"],
+    }
+
+
+def _mfa_challenge(server: LiveServer, seeder: Seeder, tenant: SeededTenant) -> str:
+    """The `mfa_token` a sign-in of a user with MFA gets, before the code is sent."""
+    email = seeder.user(tenant, "ENGINEER")
+    with login(server, tenant, email) as api:
+        secret = api.post("/api/v1/account/mfa/setup").raise_for_status().json()["secret"]
+        code = pyotp.TOTP(secret).now()
+        api.post("/api/v1/account/mfa/confirm", json={"code": code}).raise_for_status()
+    with tenant_client(server, tenant.slug) as anonymous:
+        challenge = anonymous.post(
+            "/api/v1/auth/login", json={"email": email, "password": tenant.password}
+        )
+    body = challenge.raise_for_status().json()
+    assert body["status"] == "mfa_required", body
+    return str(body["mfa_token"])
 
 
 def _console_csrf(server: LiveServer, tenant: SeededTenant) -> str:

@@ -158,15 +158,17 @@ async def test_unknown_and_malformed_ids_are_not_found(admin: httpx.AsyncClient)
     assert "Not found" in malformed.text
 
 
-async def test_role_without_device_view_gets_a_403_page(
+async def test_a_customer_sees_only_devices_assigned_to_them(
     client: httpx.AsyncClient, world: World
 ) -> None:
     assert (await login(client, "customer@acme.test")).status_code == 303
     response = await client.get("/devices")
-    assert response.status_code == 403
-    assert "Access denied" in response.text
-    assert "customer@acme.test" in response.text  # still a console page, with its menu
-    assert (await client.get(f"/devices/{world.device_id}")).status_code == 403
+    assert response.status_code == 200
+    assert str(world.device_id) not in response.text  # nothing is assigned to them
+    assert (await client.get(f"/devices/{world.device_id}")).status_code == 404
+    refused = await client.get("/users")
+    assert refused.status_code == 403 and "Access denied" in refused.text
+    assert "customer@acme.test" in refused.text  # still a console page, with its menu
 
 
 async def test_a_user_of_another_tenant_sees_only_their_devices(

@@ -13,11 +13,11 @@ from steward.cli._common import err, run_or_fail
 from steward.cli.audit import audit_app
 from steward.cli.groups import group_app
 from steward.cli.tenants import tenant_app
+from steward.cli.users import command_app, user_app
 from steward.server.settings import load_settings
 
 app = typer.Typer(help="Steward server administration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-user_app = typer.Typer(help="Users of a tenant.", no_args_is_help=True)
 pin_app = typer.Typer(help="Enrollment PINs.", no_args_is_help=True)
 platform_admin_app = typer.Typer(help="Platform administrators.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -27,6 +27,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(pin_app, name="pin")
 app.add_typer(platform_admin_app, name="platform-admin")
 app.add_typer(audit_app, name="audit")
+app.add_typer(command_app, name="command")
 
 
 @db_app.command("upgrade")

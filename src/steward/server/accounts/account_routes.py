@@ -6,12 +6,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import select
 
-from steward.server.accounts import mfa, sessions, tokens
-from steward.server.accounts.models import User, UserSession
+from steward.server.accounts import actions, sessions, tokens
 from steward.server.accounts.policy import security_settings
-from steward.server.accounts.principal import Principal, utcnow
 from steward.server.accounts.schemas import (
     AccountPublic,
     ApiTokenCreated,
@@ -23,7 +20,7 @@ from steward.server.accounts.schemas import (
     SessionPublic,
     TokenCreate,
 )
-from steward.server.accounts.service import change_password, session_token
+from steward.server.accounts.service import change_password
 from steward.server.audit.auditor import Auditor
 from steward.server.deps import (
     AuditorDep,
@@ -33,8 +30,6 @@ from steward.server.deps import (
     SetupPrincipal,
     auditor_for,
 )
-from steward.server.errors import Conflict, PermissionDenied, Unauthorized
-from steward.server.tenancy.models import Tenant
 
 router = APIRouter(prefix="/api/v1/account", tags=["account"])
 
@@ -48,25 +43,9 @@ async def _setup_auditor(
 AuditorForSetup = Annotated[Auditor, Depends(_setup_auditor)]
 
 
-async def _user_and_tenant(session: SessionDep, user_id: uuid.UUID) -> tuple[User, Tenant]:
-    row = (
-        await session.execute(
-            select(User, Tenant).join(Tenant, Tenant.id == User.tenant_id).where(User.id == user_id)
-        )
-    ).first()
-    assert row is not None
-    return row[0], row[1]
-
-
-def _session_only(principal: Principal) -> uuid.UUID:
-    if principal.session_id is None:
-        raise PermissionDenied("sign in to manage your account", code="session_required")
-    return principal.session_id
-
-
 @router.get("", response_model=AccountPublic)
 async def me(principal: SetupPrincipal, session: SessionDep) -> AccountPublic:
-    user, tenant = await _user_and_tenant(session, principal.user_id)
+    user, tenant = await actions.user_and_tenant(session, principal.user_id)
     return AccountPublic(
         id=user.id,
         email=user.email,
@@ -87,8 +66,8 @@ async def set_password(
     body: PasswordChange, principal: CurrentPrincipal, auditor: AuditorDep, session: SessionDep
 ) -> Response:
     """Change your password. Your other sessions end."""
-    _session_only(principal)
-    _, tenant = await _user_and_tenant(session, principal.user_id)
+    actions.session_only(principal)
+    _, tenant = await actions.user_and_tenant(session, principal.user_id)
     await change_password(
         session,
         principal,
@@ -101,41 +80,9 @@ async def set_password(
 
 
 @router.post("/mfa/setup", response_model=MfaSetup)
-async def mfa_setup(
-    principal: SetupPrincipal, session: SessionDep, runtime: RuntimeDep
-) -> MfaSetup:
+async def mfa_setup(principal: SetupPrincipal, session: SessionDep) -> MfaSetup:
     """Start setting up an authenticator app: scan the QR code, then confirm a code."""
-    _session_only(principal)
-    user, tenant = await _user_and_tenant(session, principal.user_id)
-    if user.mfa_enabled:
-        raise Conflict("two-factor authentication is already on", code="mfa_already_enabled")
-    user.mfa_pending_secret = mfa.new_secret()
-    uri = mfa.provisioning_uri(user.mfa_pending_secret, user.email, tenant.slug)
-    await session.commit()
-    return MfaSetup(secret=user.mfa_pending_secret, otpauth_uri=uri, qr_svg=mfa.qr_svg(uri))
-
-
-async def confirm_mfa(
-    session: SessionDep, runtime: RuntimeDep, auditor: Auditor, principal: Principal, code: str
-) -> RecoveryCodes:
-    """Shared by the API and the console: turn the pending secret on, rotate the session."""
-    session_id = _session_only(principal)
-    user, tenant = await _user_and_tenant(session, principal.user_id)
-    if user.mfa_pending_secret is None:
-        raise Conflict("start the set-up first", code="mfa_not_started")
-    step = mfa.check_code(user.mfa_pending_secret, code, None)
-    if step is None:
-        await session.rollback()  # free the connection for the audit record
-        await auditor("mfa.enable", "failure", risk="medium")
-        raise Unauthorized("the code is not valid", code="invalid_code")
-    codes = mfa.enable(user, step)
-    current = await session.get(UserSession, session_id)
-    assert current is not None
-    fresh = await sessions.rotate(session, current, mfa_at=utcnow())
-    await session.commit()
-    await auditor("mfa.enable", risk="medium")
-    token = session_token(runtime.settings, tenant, fresh).access_token
-    return RecoveryCodes(recovery_codes=codes, access_token=token)
+    return await actions.start_mfa_setup(session, principal)
 
 
 @router.post("/mfa/confirm", response_model=RecoveryCodes)
@@ -147,7 +94,7 @@ async def mfa_confirm(
     request_auditor: AuditorForSetup,
 ) -> RecoveryCodes:
     """Confirm the first code: MFA is on. Returns recovery codes (shown once) and a new token."""
-    return await confirm_mfa(session, runtime, request_auditor, principal, body.code)
+    return await actions.confirm_mfa(session, runtime, request_auditor, principal, body.code)
 
 
 @router.post("/mfa/disable", status_code=204)
@@ -155,17 +102,7 @@ async def mfa_disable(
     body: CodeRequest, principal: CurrentPrincipal, auditor: AuditorDep, session: SessionDep
 ) -> Response:
     """Turn MFA off (with a current code); refused where the tenant requires it."""
-    _session_only(principal)
-    user, tenant = await _user_and_tenant(session, principal.user_id)
-    if security_settings(tenant.settings).mfa_required_for(user.role):
-        raise Conflict("your organisation requires two-factor authentication", code="mfa_required")
-    if not mfa.verify_second_factor(user, body.code):
-        await session.rollback()  # free the connection for the audit record
-        await auditor("mfa.disable", "failure", risk="medium")
-        raise Unauthorized("the code is not valid", code="invalid_code")
-    mfa.disable(user)
-    await session.commit()
-    await auditor("mfa.disable", risk="high")
+    await actions.disable_mfa(session, auditor, principal, body.code)
     return Response(status_code=204)
 
 
@@ -174,16 +111,7 @@ async def mfa_new_recovery_codes(
     body: CodeRequest, principal: CurrentPrincipal, auditor: AuditorDep, session: SessionDep
 ) -> RecoveryCodes:
     """New recovery codes (the old ones stop working); needs a current code."""
-    _session_only(principal)
-    user, _ = await _user_and_tenant(session, principal.user_id)
-    if not mfa.verify_second_factor(user, body.code):
-        await session.rollback()  # free the connection for the audit record
-        await auditor("mfa.recovery_codes", "failure", risk="medium")
-        raise Unauthorized("the code is not valid", code="invalid_code")
-    codes = mfa.new_recovery_codes()
-    user.mfa_recovery_hashes = [mfa.recovery_hash(c) for c in codes]
-    await session.commit()
-    await auditor("mfa.recovery_codes", risk="medium")
+    codes = await actions.new_recovery_codes(session, auditor, principal, body.code)
     return RecoveryCodes(recovery_codes=codes)
 
 
@@ -202,9 +130,7 @@ async def list_sessions(principal: CurrentPrincipal, session: SessionDep) -> lis
 async def revoke_session(
     session_id: uuid.UUID, principal: CurrentPrincipal, auditor: AuditorDep, session: SessionDep
 ) -> Response:
-    await sessions.revoke_session(session, principal.user_id, session_id, "revoked")
-    await session.commit()
-    await auditor("session.revoke", target=f"session:{session_id}")
+    await actions.revoke_own_session(session, auditor, principal, session_id)
     return Response(status_code=204)
 
 
@@ -213,9 +139,7 @@ async def log_out_everywhere(
     principal: CurrentPrincipal, auditor: AuditorDep, session: SessionDep
 ) -> Response:
     """End every session of yours, this one included."""
-    ended = await sessions.revoke_all(session, principal.user_id, "log_out_everywhere")
-    await session.commit()
-    await auditor("session.revoke_all", risk="medium", detail={"sessions_ended": ended})
+    await actions.log_out_everywhere(session, auditor, principal)
     return Response(status_code=204)
 
 
@@ -232,20 +156,13 @@ async def create_token(
     body: TokenCreate, principal: CurrentPrincipal, auditor: AuditorDep, session: SessionDep
 ) -> ApiTokenCreated:
     """A token for scripts, limited to the permissions listed (within yours). Shown once."""
-    _session_only(principal)
-    issued = await tokens.create_token(
+    issued = await actions.create_token(
         session,
+        auditor,
         principal,
         name=body.name,
         permissions=[p.value for p in body.permissions],
         expires_in_days=body.expires_in_days,
-    )
-    await session.commit()
-    await auditor(
-        "token.create",
-        risk="medium",
-        target=f"token:{issued.token.id}",
-        detail={"name": issued.token.name, "permissions": issued.token.permissions},
     )
     public = ApiTokenPublic.model_validate(issued.token)
     return ApiTokenCreated(**public.model_dump(), token=issued.secret)
@@ -255,7 +172,5 @@ async def create_token(
 async def revoke_token(
     token_id: uuid.UUID, principal: CurrentPrincipal, auditor: AuditorDep, session: SessionDep
 ) -> Response:
-    token = await tokens.revoke_token(session, principal.user_id, token_id)
-    await session.commit()
-    await auditor("token.revoke", target=f"token:{token_id}", detail={"name": token.name})
+    await actions.revoke_token(session, auditor, principal, token_id)
     return Response(status_code=204)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -191,7 +190,7 @@ class SignIn:
 
 
 def session_token(settings: Settings, tenant: Tenant, user_session: UserSession) -> SignIn:
-    expires_in = max(1, math.floor((user_session.expires_at - utcnow()).total_seconds()))
+    expires_in = max(1, round((user_session.expires_at - utcnow()).total_seconds()))
     claims = AccessClaims(
         user_id=user_session.user_id,
         tenant_id=tenant.id,

@@ -36,6 +36,7 @@ async def create_command(
 ) -> Command:
     """A command for a device the principal may run it on (role, scope, time window, command
     limits); `pending_approval` when the user's scope requires approval."""
+    authorize(principal, Permission.COMMAND_RUN)  # the role first, as every path does
     device = await device_for(session, principal, Permission.COMMAND_RUN, device_id)
     payload = request.payload.model_dump(exclude_none=True)
     decision = authorize(

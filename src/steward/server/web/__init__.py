@@ -8,6 +8,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from steward.server.web import (
+    account,
+    account_mfa,
     audit,
     auth,
     commands,
@@ -16,6 +18,8 @@ from steward.server.web import (
     groups,
     organisation,
     platform,
+    security_settings,
+    users,
 )
 from steward.server.web.templating import Templates
 
@@ -33,5 +37,9 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(groups.router)
     app.include_router(audit.router)
     app.include_router(organisation.router)
+    app.include_router(security_settings.router)
+    app.include_router(account.router)
+    app.include_router(account_mfa.router)
+    app.include_router(users.router)
     app.include_router(platform.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -24,10 +24,10 @@ from steward.server.tenancy.service import validate_slug
 from steward.server.web.page import (
     HOME,
     LOGIN,
-    MFA_SETUP,
     Page,
     PageRoute,
     PublicPage,
+    mfa_setup_url,
     safe_next,
 )
 from steward.server.web.security import (
@@ -135,7 +135,7 @@ def _signed_in(page: Page, result: SignIn, target: str) -> Response:
     """The session cookie, and on to the page asked for (or to MFA set-up when required)."""
     assert result.access_token is not None
     if result.status is SignInStatus.MFA_SETUP_REQUIRED:
-        target = MFA_SETUP
+        target = mfa_setup_url(target)
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, page.request, result.access_token, result.expires_in)
     response.delete_cookie(MFA_COOKIE, path=LOGIN_MFA)

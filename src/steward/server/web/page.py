@@ -225,9 +225,21 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def mfa_setup_url(target: str) -> str:
+    """Set up MFA first, then on to `target`."""
+    target = safe_next(target)
+    return MFA_SETUP if target == HOME else f"{MFA_SETUP}?{urlencode({'next': target})}"
+
+
 def login_url(request: Request) -> str:
     if request.url.path.startswith(PLATFORM_PREFIX):
         return PLATFORM_LOGIN
+    back = login_url_target(request)
+    return LOGIN if back == HOME else f"{LOGIN}?{urlencode({'next': back})}"
+
+
+def login_url_target(request: Request) -> str:
+    """The page to come back to after signing in (home when there is none)."""
     if request.headers.get("hx-request") == "true":
         current = urlsplit(request.headers.get("hx-current-url", ""))
         back = current.path + (f"?{current.query}" if current.query else "")
@@ -235,8 +247,7 @@ def login_url(request: Request) -> str:
         back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     else:
         back = ""
-    back = safe_next(back)
-    return LOGIN if back == HOME else f"{LOGIN}?{urlencode({'next': back})}"
+    return safe_next(back)
 
 
 def error_response(request: Request, exc: StewardError) -> Response:
@@ -247,7 +258,7 @@ def error_response(request: Request, exc: StewardError) -> Response:
             clear_session_cookie(response, request)
         return response
     if isinstance(exc, PermissionDenied) and exc.code == "mfa_setup_required":
-        return _redirect(page, MFA_SETUP)
+        return _redirect(page, mfa_setup_url(login_url_target(request)))
     title, message = _describe(page, exc)
     template = "errors/_alert.html" if page.is_htmx else "errors/error.html"
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
@@ -255,6 +266,7 @@ def error_response(request: Request, exc: StewardError) -> Response:
         template,
         status_code=exc.status_code,
         headers=headers,
+        code=exc.code,
         status_code_shown=exc.status_code,
         title=title,
         message=message,
