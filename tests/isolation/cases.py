@@ -286,6 +286,8 @@ CASES: list[Case] = [
     ),
     page("GET", "/commands/{command_id}", 404),
     page("GET", "/commands/{command_id}/panel", 404),
+    page("POST", "/commands/{command_id}/approve", 404, modifies=True, manage=True),
+    page("POST", "/commands/{command_id}/deny", 404, modifies=True, manage=True),
     page("GET", "/devices/enroll", 200, manage=True),
     page(
         "POST",

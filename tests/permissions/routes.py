@@ -114,6 +114,12 @@ REQUESTS: dict[Key, Request] = {
     ("POST", "/api/v1/commands/{command_id}/deny"): Request(
         fresh=("pending_id",), path="/api/v1/commands/{pending_id}/deny"
     ),
+    ("POST", "/commands/{command_id}/approve"): Request(
+        fresh=("pending_id",), path="/commands/{pending_id}/approve"
+    ),
+    ("POST", "/commands/{command_id}/deny"): Request(
+        fresh=("pending_id",), path="/commands/{pending_id}/deny"
+    ),
     ("GET", "/api/v1/audit/export"): Request(query="?format=csv"),
     ("POST", "/devices/enroll"): Request({"group": "{name}", "ttl_s": "600"}),
     ("POST", "/devices/{device_id}/commands"): Request(

@@ -12,7 +12,7 @@ from steward.protocol import CommandResult, CommandStatus
 from steward.server.commands.models import Command
 from steward.server.commands.service import record_result
 from steward.server.runtime import Runtime
-from tests.web.support import World, csrf_token, htmx
+from tests.web.support import World, csrf_token, htmx, login, make_user
 
 
 async def _device_page_token(http: httpx.AsyncClient, world: World) -> str:
@@ -131,3 +131,42 @@ async def test_commands_on_another_tenants_device_are_not_found(
     assert response.status_code == 404
     assert await _commands(runtime) == []
     assert (await admin.get(f"/commands/{uuid.uuid4()}/panel")).status_code == 404
+
+
+async def test_an_approver_approves_from_the_command_page(
+    client: httpx.AsyncClient, world: World, runtime: Runtime
+) -> None:
+    """A user whose scope requires approval: the command waits; another user approves it on
+    the command page; the requester sees no buttons on their own and cannot approve it."""
+    from sqlalchemy import update
+
+    from steward.server.accounts.models import Role, User
+
+    await make_user(runtime, world.acme, "engineer@acme.test", Role.ENGINEER)
+    async with runtime.system_sessions() as session:
+        await session.execute(
+            update(User)
+            .where(User.email == "engineer@acme.test")
+            .values(scope={"approval_required": True})
+        )
+        await session.commit()
+    assert (await login(client, "engineer@acme.test")).status_code == 303
+    token = await _device_page_token(client, world)
+    created = await client.post(
+        f"/devices/{world.device_id}/commands", data={"command": "echo wait", "csrf_token": token}
+    )
+    assert created.status_code == 303
+    command_url = created.headers["location"]
+    own = await client.get(command_url)
+    assert "Waiting for approval" in own.text and 'id="approve"' not in own.text
+    refused = await client.post(f"{command_url}/approve", data={"csrf_token": token})
+    assert refused.status_code == 403
+    await client.post("/logout", data={"csrf_token": token})
+    assert (await login(client, "admin@acme.test")).status_code == 303
+    page = await client.get(command_url)
+    assert 'id="approve"' in page.text
+    approved = await client.post(
+        f"{command_url}/approve", data={"csrf_token": csrf_token(page.text)}
+    )
+    assert approved.status_code == 303
+    assert "Queued" in (await client.get(command_url)).text

@@ -8,11 +8,10 @@ from fastapi import APIRouter
 from steward.protocol import CommandStatus
 from steward.server.accounts.permissions import Permission as P
 from steward.server.accounts.principal import Principal
-from steward.server.commands import service
+from steward.server.commands import approvals, service
 from steward.server.commands.schemas import CommandCreate, CommandCreated, CommandPublic
-from steward.server.deps import AuditorDep, RuntimeDep, SessionDep, check_step_up, require
+from steward.server.deps import AuditorDep, RuntimeDep, SessionDep, require
 from steward.server.errors import PermissionDenied
-from steward.server.tenancy.service import get_tenant
 
 Viewer = Annotated[Principal, require(P.DEVICE_VIEW)]
 Approver = Annotated[Principal, require(P.COMMAND_APPROVE)]
@@ -66,39 +65,6 @@ async def get_command(
     return await service.get_command(session, principal, command_id)
 
 
-async def _decide(
-    command_id: uuid.UUID,
-    principal: Principal,
-    auditor: AuditorDep,
-    session: SessionDep,
-    runtime: RuntimeDep,
-    *,
-    approve: bool,
-) -> CommandPublic:
-    # Approving is treated as a high-risk act: a fresh second factor where the tenant asks.
-    check_step_up(principal, (await get_tenant(session, principal.tenant_id)).settings)
-    action = "command.approved" if approve else "command.denied"
-    try:
-        command = await service.decide(session, principal, command_id, approve=approve)
-    except PermissionDenied as exc:
-        await session.rollback()  # free the connection for the audit record
-        await auditor(
-            action,
-            "blocked",
-            risk="high",
-            target=f"command:{command_id}",
-            detail={"reason": exc.code},
-        )
-        raise
-    await session.commit()
-    await auditor(
-        action, target=f"command:{command.id}", device_id=command.device_id, risk="medium"
-    )
-    if approve:
-        await runtime.hub.notify_command(command.device_id)
-    return CommandPublic.model_validate(command, from_attributes=True)
-
-
 @router.post("/commands/{command_id}/approve", response_model=CommandPublic)
 async def approve_command(
     command_id: uuid.UUID,
@@ -108,7 +74,8 @@ async def approve_command(
     runtime: RuntimeDep,
 ) -> CommandPublic:
     """Approve a command waiting for approval (never one's own)."""
-    return await _decide(command_id, principal, auditor, session, runtime, approve=True)
+    command = await approvals.decide(session, runtime, auditor, principal, command_id, approve=True)
+    return CommandPublic.model_validate(command, from_attributes=True)
 
 
 @router.post("/commands/{command_id}/deny", response_model=CommandPublic)
@@ -119,7 +86,10 @@ async def deny_command(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> CommandPublic:
-    return await _decide(command_id, principal, auditor, session, runtime, approve=False)
+    command = await approvals.decide(
+        session, runtime, auditor, principal, command_id, approve=False
+    )
+    return CommandPublic.model_validate(command, from_attributes=True)
 
 
 @router.get("/devices/{device_id}/commands", response_model=list[CommandPublic])

@@ -11,14 +11,15 @@ from pydantic import ValidationError
 
 from steward.protocol import CommandStatus
 from steward.server.accounts.permissions import Permission as P
-from steward.server.commands import service
+from steward.server.commands import approvals, service
 from steward.server.commands.schemas import ShellCommandCreate
-from steward.server.deps import RuntimeDep, SessionDep
+from steward.server.deps import RuntimeDep, SessionDep, auditor_for
 from steward.server.devices.service import get_device
 from steward.server.web.page import Page, PageRoute, require_page
 
 Viewer = Annotated[Page, require_page(P.DEVICE_VIEW)]
 Operator = Annotated[Page, require_page(P.COMMAND_RUN)]
+Approver = Annotated[Page, require_page(P.COMMAND_APPROVE)]
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -82,6 +83,25 @@ async def command_page(command_id: uuid.UUID, page: Viewer, session: SessionDep)
     device = await get_device(session, page.me, command.device_id)
     final = CommandStatus(command.status).is_final
     return page.render("commands/page.html", command=command, device=device, final=final)
+
+
+@router.post("/commands/{command_id}/approve")
+async def approve(
+    command_id: uuid.UUID, page: Approver, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """Approve a command waiting for approval (never one's own; fresh MFA where asked)."""
+    auditor = auditor_for(page.request, runtime, page.me)
+    await approvals.decide(session, runtime, auditor, page.me, command_id, approve=True)
+    return RedirectResponse(f"/commands/{command_id}", status_code=303)
+
+
+@router.post("/commands/{command_id}/deny")
+async def deny(
+    command_id: uuid.UUID, page: Approver, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    auditor = auditor_for(page.request, runtime, page.me)
+    await approvals.decide(session, runtime, auditor, page.me, command_id, approve=False)
+    return RedirectResponse(f"/commands/{command_id}", status_code=303)
 
 
 @router.get("/devices/{device_id}/commands")

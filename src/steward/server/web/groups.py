@@ -10,9 +10,10 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.server.accounts.permissions import Permission as P
-from steward.server.deps import SessionDep
+from steward.server.deps import RuntimeDep, SessionDep, auditor_for
 from steward.server.devices.service import get_device
 from steward.server.errors import Conflict, InvalidInput, NotFound
+from steward.server.runtime import Runtime
 from steward.server.tenancy import groups as service
 from steward.server.tenancy.models import DEFAULT_GROUP
 from steward.server.tenancy.service import get_group
@@ -83,18 +84,21 @@ async def group_list(
 
 
 @router.post("/groups")
-async def create_group(page: Manager, session: SessionDep, name: GroupName = "") -> Response:
+async def create_group(
+    page: Manager, session: SessionDep, runtime: RuntimeDep, name: GroupName = ""
+) -> Response:
     try:
         await service.create_group(session, _tenant_id(page), name)
     except (Conflict, InvalidInput) as exc:
         return await _list(page, session, error=exc, new_name=name)
     await session.commit()
+    await _audit(page, runtime, "group.create", name=name.strip())
     return RedirectResponse("/groups?done=created", status_code=303)
 
 
 @router.post("/groups/{name}/rename")
 async def rename_group(
-    name: str, page: Manager, session: SessionDep, new_name: GroupName = ""
+    name: str, page: Manager, session: SessionDep, runtime: RuntimeDep, new_name: GroupName = ""
 ) -> Response:
     tenant_id = _tenant_id(page)
     await get_group(session, tenant_id, name)  # another tenant's group, or none: 404
@@ -103,12 +107,13 @@ async def rename_group(
     except (Conflict, InvalidInput) as exc:
         return await _list(page, session, error=exc)
     await session.commit()
+    await _audit(page, runtime, "group.rename", name=name, new_name=new_name.strip())
     return RedirectResponse("/groups?done=renamed", status_code=303)
 
 
 @router.post("/groups/{name}/delete")
 async def delete_group(
-    name: str, page: Manager, session: SessionDep, move_to: GroupName = ""
+    name: str, page: Manager, session: SessionDep, runtime: RuntimeDep, move_to: GroupName = ""
 ) -> Response:
     tenant_id = _tenant_id(page)
     await get_group(session, tenant_id, name)  # another tenant's group, or none: 404
@@ -120,7 +125,14 @@ async def delete_group(
     except (Conflict, InvalidInput) as exc:
         return await _list(page, session, error=exc)
     await session.commit()
+    await _audit(page, runtime, "group.delete", risk="medium", name=name, move_to=move_to)
     return RedirectResponse("/groups?done=deleted", status_code=303)
+
+
+async def _audit(
+    page: Page, runtime: Runtime, action: str, risk: str = "low", **detail: str
+) -> None:
+    await auditor_for(page.request, runtime, page.me)(action, risk=risk, detail=detail)
 
 
 @router.post("/devices/{device_id}/group")

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from steward.server.accounts.models import Role
 from steward.server.accounts.permissions import Permission as P
-from steward.server.deps import RuntimeDep, SessionDep
+from steward.server.deps import RuntimeDep, SessionDep, auditor_for
 from steward.server.errors import InvalidInput, PermissionDenied
 from steward.server.tenancy.hosts import announce_tenant_change
 from steward.server.tenancy.models import Tenant
@@ -129,4 +129,7 @@ async def save_organisation(
         )
     await session.commit()
     await announce_tenant_change(runtime.bus, page.tenant.slug)
+    await auditor_for(page.request, runtime, page.me)(
+        "settings.organisation", risk="medium", detail={"fields": sorted(values)}
+    )
     return RedirectResponse(f"{URL}?saved=1", status_code=303)
