@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.server.accounts.permissions import Permission as P
 from steward.server.accounts.service import Principal
@@ -82,6 +83,13 @@ async def export_events(
     format: ExportFormat = ExportFormat.JSONL,
 ) -> StreamingResponse:
     """Every matching event in chain order, as JSON lines or CSV, streamed."""
+    return export_response(session, filters, format)
+
+
+def export_response(
+    session: AsyncSession, filters: AuditFilter, format: ExportFormat
+) -> StreamingResponse:
+    """A download of the matching events (shared with the console's export links)."""
     media = "text/csv" if format is ExportFormat.CSV else "application/x-ndjson"
     name = f"audit-{utcnow():%Y%m%d-%H%M%S}.{format.value}"
     return StreamingResponse(

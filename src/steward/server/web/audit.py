@@ -9,13 +9,13 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from steward.server.accounts.permissions import Permission as P
 from steward.server.audit import query
 from steward.server.audit.query import AuditFilter, ExportFormat, Result, Risk
+from steward.server.audit.routes import export_response
 from steward.server.audit.verify import verify_chain
-from steward.server.db.base import utcnow
 from steward.server.deps import SessionDep
 from steward.server.errors import InvalidInput
 from steward.server.web.page import Page, PageRoute, require_page
@@ -140,11 +140,4 @@ async def audit_export(
     form: Form,
     format: Annotated[ExportFormat, Query()] = ExportFormat.JSONL,
 ) -> Response:
-    filters = to_filter(form, page)
-    media = "text/csv" if format is ExportFormat.CSV else "application/x-ndjson"
-    name = f"audit-{utcnow():%Y%m%d-%H%M%S}.{format.value}"
-    return StreamingResponse(
-        query.export_lines(session, filters, format),
-        media_type=f"{media}; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return export_response(session, to_filter(form, page), format)
