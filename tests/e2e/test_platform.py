@@ -37,7 +37,7 @@ def test_platform_page_in_chromium(installation: Installation, browser: Any) -> 
     page.fill("#slug", slug)
     page.fill("#name", "Science Lab")
     page.fill("#admin_email", f"teacher@{slug}.example")
-    page.fill("#admin_password", "teacher-pass-12")
+    page.fill("#admin_password", "lab-lantern-4471")
     page.fill("#timezone", "Asia/Seoul")
     page.click("form[action='/platform/tenants'] button[type=submit]")
     page.wait_for_url(f"{platform}/platform?done=created")
@@ -52,7 +52,7 @@ def test_platform_page_in_chromium(installation: Installation, browser: Any) -> 
     page.wait_for_url(f"{installation.tenant_url(slug)}/login")
     assert page.locator("#tenant-name").inner_text() == "Science Lab"
     page.fill("input[name=email]", f"teacher@{slug}.example")
-    page.fill("input[name=password]", "teacher-pass-12")
+    page.fill("input[name=password]", "lab-lantern-4471")
     page.click("button[type=submit]")
     page.wait_for_url(f"{installation.tenant_url(slug)}/devices")
     assert errors == []
