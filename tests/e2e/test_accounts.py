@@ -254,3 +254,15 @@ def test_console_in_korean(site: Site) -> None:
     assert "계정" in page.locator("h1").inner_text()
     page.goto(site.url("/account?lang=en"))
     assert "Account" in page.locator("h1").inner_text()
+
+
+def test_step_up_with_a_recovery_code_then_on(site: Site) -> None:
+    """The step-up page asks for a fresh code and goes on to `next`. The admin's last TOTP
+    step is used, so an unused recovery code proves it."""
+    page = site.page
+    page.goto(site.url("/step-up?next=/account"))
+    assert page.locator("#code").is_visible()
+    page.fill("#code", site.recovery_codes[1])
+    page.click("form[action='/step-up'] button[type=submit]")
+    page.wait_for_url("**/account")
+    assert "8 recovery codes left" in page.locator("#mfa").inner_text()
