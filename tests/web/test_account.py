@@ -21,7 +21,6 @@ from tests.web.support import PASSWORD, World, csrf_token, login
 _SECRET = re.compile(r"data-secret>([A-Z2-7]+)<")
 # The services `_user_for_code` (login with a code, step-up) call the lockout's own session
 # while the request's transaction holds SQLite's only pooled connection: they wait 30 s, fail.
-SQLITE_LOCKOUT = "accounts.service._user_for_code deadlocks on SQLite's single connection"
 _CODES = re.compile(r'<li class="col user-select-all">([a-z0-9-]+)</li>')
 
 
@@ -89,7 +88,7 @@ def _next_code(secret: str) -> str:
 
 
 async def test_mfa_set_up_then_sign_in_with_a_code(
-    admin: httpx.AsyncClient, world: World, runtime: Runtime, backend: str
+    admin: httpx.AsyncClient, world: World, runtime: Runtime
 ) -> None:
     wrong = await _post(admin, "/account/mfa", "/account/mfa", code="000000")
     assert wrong.status_code == 422 and "That code is not valid" in wrong.text
@@ -97,8 +96,6 @@ async def test_mfa_set_up_then_sign_in_with_a_code(
     assert 'data-mfa-status="on"' in (await admin.get("/account")).text
     assert [e.result for e in await _actions(runtime, "mfa.enable")] == ["failure", "success"]
 
-    if backend == "sqlite":
-        pytest.skip(SQLITE_LOCKOUT)
     await admin.post("/logout", data={"csrf_token": admin.cookies.get("steward_csrf", "")})
     admin.cookies.delete(SESSION_COOKIE)
     first = await login(admin, "admin@acme.test")
@@ -189,11 +186,7 @@ async def test_setup_only_session_goes_to_mfa_then_on(
     assert (await client.get("/groups")).status_code == 200
 
 
-async def test_step_up(
-    admin: httpx.AsyncClient, world: World, runtime: Runtime, backend: str
-) -> None:
-    if backend == "sqlite":
-        pytest.skip(SQLITE_LOCKOUT)
+async def test_step_up(admin: httpx.AsyncClient, world: World, runtime: Runtime) -> None:
     no_mfa = await admin.get("/step-up?next=/groups")
     assert no_mfa.status_code == 200 and "/account/mfa?next=" in no_mfa.text
     secret, _ = await _set_up_mfa(admin)
