@@ -302,3 +302,16 @@ def test_ip_allow_list(server: LiveServer, seeder: Seeder) -> None:
     )
     assert poll.status_code == 200
     assert len(_events(server, tenant, "address_refused")) == 1  # once a minute per address
+
+
+def test_refusals_are_recorded_once_a_minute(server: LiveServer, seeder: Seeder) -> None:
+    tenant = seeder.tenant()
+    viewer = seeder.user(tenant, "VIEWER")
+    with login(server, tenant, viewer) as api:
+        for _ in range(5):
+            refused = api.get("/api/v1/users")
+            assert refused.status_code == 403 and _code(refused) == "forbidden"
+        assert api.get("/api/v1/tenant/security").status_code == 403
+    events = _events(server, tenant, "access.denied")
+    assert sorted(e.detail["permission"] for e in events) == ["tenant.manage", "user.manage"]
+    assert all(e.result == "blocked" and e.actor_name == viewer for e in events)

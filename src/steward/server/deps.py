@@ -19,8 +19,6 @@ from steward.server.accounts.sessions import check_setup_only, load_session, pri
 from steward.server.audit.auditor import Auditor, Origin
 from steward.server.audit.service import record
 from steward.server.db.tenant_filter import bind_tenant
-from steward.server.devices.access import device_for
-from steward.server.devices.models import Device
 from steward.server.errors import NotFound, PermissionDenied, Unauthorized
 from steward.server.runtime import Runtime
 from steward.server.tenancy.hosts import HostContext, HostKind, HostTenant
@@ -183,27 +181,36 @@ SetupPrincipal = Annotated[Principal, Depends(get_setup_principal)]
 def require(permission: Permission) -> Any:
     """`Depends(require(P.AUDIT_VIEW))`: the principal, if role, scope and time window allow.
 
-    For an action on a device use `require_on_device`: it checks that device too."""
+    Actions on a device also check that device (`devices.access.device_for`) in the service."""
 
-    async def check(principal: CurrentPrincipal) -> Principal:
-        authorize(principal, permission)
+    async def check(
+        request: Request, runtime: RuntimeDep, principal: CurrentPrincipal
+    ) -> Principal:
+        await authorize_or_record(request, runtime, principal, permission)
         return principal
 
     check.permission = permission  # type: ignore[attr-defined]  # for the permission tests
     return Depends(check)
 
 
-def require_on_device(permission: Permission) -> Any:
-    """`Annotated[Device, require_on_device(P.COMMAND_RUN)]`: the `{device_id}` of the path,
-    if the principal may do `permission` on it (404 when outside their scope)."""
-
-    async def check(
-        device_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
-    ) -> Device:
-        return await device_for(session, principal, permission, device_id)
-
-    check.permission = permission  # type: ignore[attr-defined]  # for the permission tests
-    return Depends(check)
+async def authorize_or_record(
+    request: Request, runtime: Runtime, principal: Principal, permission: Permission
+) -> None:
+    """`authorize`, and a refusal goes into the audit log (once a minute per user, permission
+    and path, so that a script hammering a route is one line, not thousands)."""
+    try:
+        authorize(principal, permission)
+    except PermissionDenied as exc:
+        key = (principal.actor, permission.value, request.url.path)
+        if runtime.refusals.first_in_window(key):
+            await auditor_for(request, runtime, principal)(
+                "access.denied",
+                "blocked",
+                risk="medium",
+                target=f"{request.method} {request.url.path}"[:200],
+                detail={"permission": permission.value, "reason": exc.code},
+            )
+        raise
 
 
 def auditor_for(request: Request, runtime: Runtime, principal: Principal) -> Auditor:

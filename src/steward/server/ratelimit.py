@@ -33,3 +33,21 @@ class SlidingWindowLimiter:
         if not hits:
             return 0
         return max(1, int(hits[0] + self.window_s - time.monotonic()) + 1)
+
+
+class OncePerWindow:
+    """Says yes to the first sighting of a key in each window (to record floods as one line)."""
+
+    def __init__(self, window_s: float = 60.0, max_keys: int = 10_000) -> None:
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._last: dict[object, float] = {}
+
+    def first_in_window(self, key: object) -> bool:
+        now = time.monotonic()
+        if self._last.get(key, -self.window_s - 1) > now - self.window_s:
+            return False
+        if len(self._last) >= self.max_keys:
+            self._last.clear()
+        self._last[key] = now
+        return True

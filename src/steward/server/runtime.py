@@ -22,7 +22,7 @@ from steward.server.devices.service import prune_metrics
 from steward.server.gateway.admission import AdmissionGate
 from steward.server.gateway.hub import AgentHub
 from steward.server.gateway.status import StatusBuffer
-from steward.server.ratelimit import SlidingWindowLimiter
+from steward.server.ratelimit import OncePerWindow, SlidingWindowLimiter
 from steward.server.settings import Settings
 from steward.server.tenancy.hosts import TenantResolver
 
@@ -41,6 +41,7 @@ class Runtime:
     pin_failures: SlidingWindowLimiter
     login_throttle: LoginThrottle  # platform administrators' sign-ins
     lockout: Lockout  # tenant users' sign-ins and second factors
+    refusals: OncePerWindow  # refused requests recorded once a minute per user and route
     admission: AdmissionGate
     tenants: TenantResolver
     audit_forwarder: AuditForwarder | None = None
@@ -64,6 +65,7 @@ class Runtime:
             pin_failures=SlidingWindowLimiter(settings.pin_failures_per_minute, 60.0),
             login_throttle=LoginThrottle(),
             lockout=Lockout(system_sessions),
+            refusals=OncePerWindow(),
             admission=AdmissionGate(
                 concurrent=settings.agent_handshakes_concurrent,
                 wait_s=settings.agent_handshake_wait_s,

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from steward.server.accounts.policy import address_allowed, security_settings
 from steward.server.audit.service import record
 from steward.server.bus import Bus
+from steward.server.ratelimit import OncePerWindow
 from steward.server.tenancy.models import Tenant, TenantStatus
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class HostMiddleware:
     def __init__(self, app: ASGIApp, base_domain: str) -> None:
         self.app = app
         self.base_domain = base_domain
-        self._last_refusal: dict[tuple[uuid.UUID, str], float] = {}
+        self._refusals = OncePerWindow()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -242,13 +243,8 @@ class HostMiddleware:
         self, scope: Scope, tenant: HostTenant, address: str, path: str
     ) -> None:
         """Audited, at most once a minute per tenant and address (a flood is one line)."""
-        now = time.monotonic()
-        key = (tenant.id, address)
-        if self._last_refusal.get(key, 0.0) > now - 60:
+        if not self._refusals.first_in_window((tenant.id, address)):
             return
-        if len(self._last_refusal) > 10_000:
-            self._last_refusal.clear()
-        self._last_refusal[key] = now
         headers = dict(scope.get("headers") or [])
         await record(
             scope["app"].state.runtime.system_sessions,

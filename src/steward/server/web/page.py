@@ -19,8 +19,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
 from steward.server.accounts.permissions import Permission
-from steward.server.accounts.principal import Principal, authorize
-from steward.server.deps import RuntimeDep, SessionDep, principal_from_token
+from steward.server.accounts.principal import Principal
+from steward.server.deps import (
+    RuntimeDep,
+    SessionDep,
+    authorize_or_record,
+    principal_from_token,
+)
 from steward.server.errors import (
     InvalidInput,
     NotFound,
@@ -178,10 +183,10 @@ def require_page(permission: Permission) -> Any:
     """`Annotated[Page, require_page(P.DEVICE_VIEW)]`: the page, if role, scope and time window
     allow it (the same `authorize` as the API)."""
 
-    async def check(page: SignedInPage) -> Page:
+    async def check(page: SignedInPage, runtime: RuntimeDep) -> Page:
         if page.principal is None:
             raise PermissionDenied(f"you may not {permission.value}", code="forbidden")
-        authorize(page.principal, permission)
+        await authorize_or_record(page.request, runtime, page.principal, permission)
         return page
 
     check.permission = permission  # type: ignore[attr-defined]  # for the permission tests
