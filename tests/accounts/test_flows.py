@@ -315,3 +315,50 @@ def test_refusals_are_recorded_once_a_minute(server: LiveServer, seeder: Seeder)
     events = _events(server, tenant, "access.denied")
     assert sorted(e.detail["permission"] for e in events) == ["tenant.manage", "user.manage"]
     assert all(e.result == "blocked" and e.actor_name == viewer for e in events)
+
+
+def _form_token(html: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+def test_invitation_sets_the_first_password_once(server: LiveServer, seeder: Seeder) -> None:
+    tenant, other = seeder.tenant(), seeder.tenant()
+    with login(server, tenant) as admin:
+        created = admin.post("/api/v1/users", json={"email": "new@lab.example", "role": "ENGINEER"})
+        assert created.status_code == 201, created.text
+        body = created.json()
+        assert body["invited"] is True
+        link = body["invitation"]["invite_url"]
+        path = "/invite/" + link.rsplit("/invite/", 1)[1]
+        assert link.startswith(f"http://{tenant.slug}.localhost:{server.port}/invite/")
+    with tenant_client(server, tenant.slug) as http:
+        # no password works before the invitation is accepted (not even the timing dummy's)
+        for guess in ("", "steward-timing-equaliser", "anything-at-all-1"):
+            attempt = http.post(LOGIN, json={"email": "new@lab.example", "password": guess or "x"})
+            assert attempt.status_code == 401
+        with tenant_client(server, other.slug) as elsewhere:  # another tenant's host: unknown
+            assert elsewhere.get(path).status_code == 404
+        assert http.get("/invite/" + "x" * 43).status_code == 404
+        form = http.get(path)
+        assert form.status_code == 200 and "new@lab.example" in form.text
+        token = _form_token(form.text)
+        weak = http.post(path, data={"csrf_token": token, "password": "short"})
+        assert weak.status_code == 422
+        accepted = http.post(path, data={"csrf_token": token, "password": "quiet-lantern-42"})
+        assert accepted.status_code == 303 and accepted.headers["location"] == "/login"
+        assert http.get(path).status_code == 404  # spent
+        signed_in = http.post(
+            LOGIN, json={"email": "new@lab.example", "password": "quiet-lantern-42"}
+        )
+        assert signed_in.status_code == 200 and signed_in.json()["status"] == "ok"
+    with login(server, tenant) as admin:
+        user_id = body["id"]
+        again = admin.post(f"/api/v1/users/{user_id}/invite")
+        assert again.status_code == 409 and _code(again) == "already_signed_up"
+    assert _events(server, tenant, "user.invite") and _events(
+        server, tenant, "user.invite_accepted"
+    )

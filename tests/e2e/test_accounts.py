@@ -266,3 +266,35 @@ def test_step_up_with_a_recovery_code_then_on(site: Site) -> None:
     page.click("form[action='/step-up'] button[type=submit]")
     page.wait_for_url("**/account")
     assert "8 recovery codes left" in page.locator("#mfa").inner_text()
+
+
+def test_an_invited_user_chooses_a_password(site: Site, browser: Any) -> None:
+    """A user created without a password gets a one-time link; opening it in another browser,
+    they choose a password and sign in; the link is then spent."""
+    page = site.page
+    email = f"invited-{uuid.uuid4().hex[:6]}@accounts.example"
+    page.goto(site.url("/users"))
+    page.fill("#new-email", email)
+    page.select_option("#new-role", "VIEWER")
+    page.click("form[action='/users'] button[type=submit]")
+    link = page.locator("#invite-url").input_value()
+    assert "/invite/" in link and page.locator("#reinvite").is_visible()
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        invited = context.new_page()
+        invited.goto(link)
+        assert email in invited.locator("main").inner_text()
+        invited.fill("#password", "short")
+        invited.click("button[type=submit]")
+        assert invited.locator(".alert-danger").is_visible()
+        invited.fill("#password", "quiet-lantern-42")
+        invited.click("button[type=submit]")
+        invited.wait_for_url("**/login")
+        invited.fill("input[name=email]", email)
+        invited.fill("input[name=password]", "quiet-lantern-42")
+        invited.click("button[type=submit]")
+        invited.wait_for_url("**/devices")
+        assert invited.goto(link).status == 404  # spent
+    finally:
+        context.close()

@@ -89,6 +89,8 @@ GATEWAY_TEST = (
     "tests/server/test_gateway.py::test_an_agent_cannot_report_on_another_devices_command"
 )
 
+INVITE_TEST = "tests/accounts/test_flows.py::test_invitation_sets_the_first_password_once"
+
 CASES: list[Case] = [
     # ---- operator API ------------------------------------------------------------------------
     api("GET", "/api/v1/devices", 200, variant="all"),
@@ -187,6 +189,7 @@ CASES: list[Case] = [
         manage=True,
     ),
     api("POST", "/api/v1/users/{user_id}/reset-mfa", 404, modifies=True, manage=True),
+    api("POST", "/api/v1/users/{user_id}/invite", 404, modifies=True, manage=True),
     api("POST", "/api/v1/users/{user_id}/revoke-sessions", 404, modifies=True, manage=True),
     api("GET", "/api/v1/tenant/security", 200, manage=True),
     api(
@@ -403,6 +406,7 @@ CASES: list[Case] = [
         manage=True,
     ),
     page("POST", "/users/{user_id}/reset-mfa", 404, modifies=True, manage=True),
+    page("POST", "/users/{user_id}/invite", 404, modifies=True, manage=True),
     page("POST", "/users/{user_id}/revoke-sessions", 404, modifies=True, manage=True),
     page("GET", "/settings/security", 200, manage=True),
     page(
@@ -460,6 +464,10 @@ CASES: list[Case] = [
     exempt("GET", "/", "redirects to /devices or /platform; shows nothing"),
     exempt("GET", "/login", "the sign-in form; shows nothing of any tenant"),
     exempt("POST", "/logout", "only clears the caller's own cookie"),
+    *(
+        exempt(method, "/invite/{secret}", f"another tenant's link is 404 here: {INVITE_TEST}")
+        for method in ("GET", "POST")
+    ),
     exempt("GET", "/healthz", "database and connection counts, no tenant data"),
     exempt("GET", "/api/openapi.json", "the schema of the API, the same for everyone"),
     exempt("GET", "/api/docs", "Swagger UI page, no data"),

@@ -204,6 +204,8 @@ NO_PERMISSION: dict[Key, str] = {
     ("POST", "/login"): SIGN_IN,
     ("GET", "/login/mfa"): SIGN_IN,
     ("POST", "/login/mfa"): SIGN_IN,
+    ("GET", "/invite/{secret}"): SIGN_IN + " (an invited user's one-time link)",
+    ("POST", "/invite/{secret}"): SIGN_IN + " (an invited user's one-time link)",
     ("POST", "/logout"): SELF + " (clears the caller's cookie)",
     ("GET", "/account"): SELF,
     ("POST", "/account/password"): SELF,

@@ -197,17 +197,20 @@ async def authorize_or_record(
     request: Request, runtime: Runtime, principal: Principal, permission: Permission
 ) -> None:
     """`authorize`, and a refusal goes into the audit log (once a minute per user, permission
-    and path, so that a script hammering a route is one line, not thousands)."""
+    and route, so that a script hammering a route is one line, not thousands)."""
     try:
         authorize(principal, permission)
     except PermissionDenied as exc:
-        key = (principal.actor, permission.value, request.url.path)
+        # The route as declared (`/users/{user_id}`): ids typed into a refused URL are not
+        # evidence of anything, and may be anyone's.
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        key = (principal.actor, permission.value, route)
         if runtime.refusals.first_in_window(key):
             await auditor_for(request, runtime, principal)(
                 "access.denied",
                 "blocked",
                 risk="medium",
-                target=f"{request.method} {request.url.path}"[:200],
+                target=f"{request.method} {route}"[:200],
                 detail={"permission": permission.value, "reason": exc.code},
             )
         raise

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from steward.server.accounts import mfa, sessions, tokens, users
+from steward.server.accounts import invitations, mfa, sessions, tokens, users
 from steward.server.accounts.models import Role, User, UserSession
 from steward.server.accounts.policy import SecuritySettings, address_allowed, security_settings
 from steward.server.accounts.principal import Principal, utcnow
@@ -196,6 +196,49 @@ async def create_user(
         detail={"email": user.email, "role": user.role, "scope": user.scope},
     )
     return user
+
+
+async def invite_user(
+    session: AsyncSession,
+    auditor: Auditor,
+    tenant: Tenant,
+    *,
+    email: str,
+    role: Role,
+    full_name: str = "",
+    scope: UserScope | None = None,
+    hours: int = invitations.DEFAULT_HOURS,
+) -> tuple[User, str]:
+    """A user without a password, and the secret of their one-time sign-up link."""
+    if scope is not None:
+        await users.check_scope(session, scope)
+    user = await create_user_row(session, tenant, email, None, role, full_name=full_name)
+    if scope is not None:
+        user.scope = scope.model_dump(mode="json", exclude_defaults=True)
+    secret = invitations.issue(user, hours)
+    await session.commit()
+    await auditor(
+        "user.invite",
+        risk="medium",
+        target=f"user:{user.id}",
+        detail={"email": user.email, "role": user.role, "scope": user.scope},
+    )
+    return user, secret
+
+
+async def reinvite(session: AsyncSession, auditor: Auditor, user: User) -> str:
+    """A new sign-up link for a user who has not chosen a password yet (the old one ends)."""
+    if not user.invited:
+        raise Conflict("this user has already signed up", code="already_signed_up")
+    secret = invitations.issue(user)
+    await session.commit()
+    await auditor(
+        "user.invite",
+        risk="medium",
+        target=f"user:{user.id}",
+        detail={"email": user.email, "again": True},
+    )
+    return secret
 
 
 async def update_user(

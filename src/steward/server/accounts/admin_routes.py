@@ -8,12 +8,18 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 
-from steward.server.accounts import actions, users
+from steward.server.accounts import actions, invitations, users
 from steward.server.accounts.models import Role, User
 from steward.server.accounts.permissions import Permission as P
 from steward.server.accounts.policy import SecuritySettings, security_settings
 from steward.server.accounts.principal import Principal
-from steward.server.accounts.schemas import UserCreate, UserPublic, UserUpdate
+from steward.server.accounts.schemas import (
+    Invitation,
+    UserCreate,
+    UserCreated,
+    UserPublic,
+    UserUpdate,
+)
 from steward.server.accounts.scope import parse_scope
 from steward.server.deps import AuditorDep, RuntimeDep, SessionDep, client_address, require
 from steward.server.tenancy.models import Tenant
@@ -33,6 +39,7 @@ def _public(user: User) -> UserPublic:
         is_active=user.is_active,
         scope=parse_scope(user.scope),
         mfa_enabled=user.mfa_enabled,
+        invited=user.invited,
         created_at=user.created_at,
         last_login_at=user.last_login_at,
     )
@@ -49,22 +56,64 @@ async def list_users(principal: UserManager, session: SessionDep) -> list[UserPu
     return [_public(u) for u in await users.list_users(session)]
 
 
-@router.post("/users", response_model=UserPublic, status_code=201)
+@router.post("/users", response_model=UserCreated, status_code=201)
 async def create(
-    body: UserCreate, principal: UserManager, auditor: AuditorDep, session: SessionDep
-) -> UserPublic:
-    """Create a user with a first password (they can change it, and set up MFA, at sign-in)."""
+    body: UserCreate,
+    request: Request,
+    principal: UserManager,
+    auditor: AuditorDep,
+    session: SessionDep,
+) -> UserCreated:
+    """Create a user with a first password, or without one: then the answer carries a one-time
+    link (72 hours) where they choose it."""
+    tenant = await _tenant(session, principal)
+    if body.password is None:
+        user, secret = await actions.invite_user(
+            session,
+            auditor,
+            tenant,
+            email=body.email,
+            role=body.role,
+            full_name=body.full_name,
+            scope=body.scope,
+        )
+        return UserCreated(
+            **_public(user).model_dump(), invitation=_invitation(request, user, secret)
+        )
     user = await actions.create_user(
         session,
         auditor,
-        await _tenant(session, principal),
+        tenant,
         email=body.email,
         password=body.password,
         role=body.role,
         full_name=body.full_name,
         scope=body.scope,
     )
-    return _public(user)
+    return UserCreated(**_public(user).model_dump())
+
+
+def _invitation(request: Request, user: User, secret: str) -> Invitation:
+    assert user.invite_expires_at is not None
+    base = str(request.base_url).rstrip("/")
+    return Invitation(
+        invite_url=f"{base}{invitations.INVITE_PATH}{secret}",
+        invite_expires_at=user.invite_expires_at,
+    )
+
+
+@router.post("/users/{user_id}/invite", response_model=Invitation)
+async def reinvite(
+    user_id: uuid.UUID,
+    request: Request,
+    principal: UserManager,
+    auditor: AuditorDep,
+    session: SessionDep,
+) -> Invitation:
+    """A new sign-up link for a user who has not signed up yet (the previous link ends)."""
+    user = await users.get_user(session, user_id)
+    secret = await actions.reinvite(session, auditor, user)
+    return _invitation(request, user, secret)
 
 
 @router.get("/users/{user_id}", response_model=UserPublic)

@@ -50,11 +50,19 @@ class User(UUIDPrimaryKey, CreatedAt, TenantOwned, Base):
     mfa_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     mfa_recovery_hashes: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # An invitation: the SHA-256 of the link's secret, good until it expires or is used.
+    invite_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    invite_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     @property
     def mfa_enabled(self) -> bool:
         return self.mfa_secret is not None
+
+    @property
+    def invited(self) -> bool:
+        """Invited and not yet signed up: no password of their own."""
+        return not self.password_hash
 
 
 class SessionChannel(StrEnum):

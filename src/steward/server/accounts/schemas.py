@@ -7,7 +7,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from steward.server.accounts.models import Role
 from steward.server.accounts.permissions import Permission
-from steward.server.accounts.policy import SecuritySettings
 from steward.server.accounts.scope import UserScope
 from steward.server.accounts.service import SignInStatus
 
@@ -111,8 +110,10 @@ class ApiTokenCreated(ApiTokenPublic):
 
 
 class UserCreate(BaseModel):
+    """Without `password` the user is invited: the answer carries a one-time sign-up link."""
+
     email: str = Field(min_length=3, max_length=254)
-    password: str = Field(min_length=1, max_length=1024)
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
     role: Role = Role.VIEWER
     full_name: str = Field(default="", max_length=200)
     scope: UserScope | None = None
@@ -138,9 +139,15 @@ class UserPublic(BaseModel):
     is_active: bool
     scope: UserScope
     mfa_enabled: bool
+    invited: bool = False
     created_at: datetime
     last_login_at: datetime | None
 
 
-class SecuritySettingsPublic(SecuritySettings):
-    pass
+class Invitation(BaseModel):
+    invite_url: str  # shown once: give it to the user
+    invite_expires_at: datetime
+
+
+class UserCreated(UserPublic):
+    invitation: Invitation | None = None

@@ -101,27 +101,29 @@ async def create_user(
     session: AsyncSession,
     tenant: Tenant,
     email: str,
-    password: str,
+    password: str | None,
     role: Role,
     *,
     full_name: str = "",
 ) -> User:
+    """A user with a first password, or with none (`None`: invited, see invitations.py)."""
     email = normalise_email(email)
     settings = security_settings(tenant.settings)
-    check_password_policy(password, email=email, min_length=settings.password_min_length)
+    if password is not None:
+        check_password_policy(password, email=email, min_length=settings.password_min_length)
     existing = await session.scalar(
         select(User.id).where(User.tenant_id == tenant.id, User.email == email)
     )
     if existing is not None:
         raise Conflict(f"user {email} already exists", code="user_exists")
-    password_hash = await asyncio.to_thread(hash_password, password)
+    password_hash = "" if password is None else await asyncio.to_thread(hash_password, password)
     user = User(
         tenant_id=tenant.id,
         email=email,
         full_name=full_name.strip()[:200],
         password_hash=password_hash,
         role=role,
-        password_changed_at=utcnow(),
+        password_changed_at=None if password is None else utcnow(),
     )
     session.add(user)
     await session.flush()

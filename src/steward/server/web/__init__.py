@@ -16,6 +16,7 @@ from steward.server.web import (
     devices,
     enroll,
     groups,
+    invite,
     organisation,
     platform,
     security_settings,
@@ -30,6 +31,7 @@ def mount_console(app: FastAPI) -> None:
     # Compiles every catalogue and template environment now: a broken .po fails at startup.
     app.state.console_templates = Templates()
     app.include_router(auth.router)
+    app.include_router(invite.router)
     app.include_router(enroll.router)  # before devices: /devices/enroll is not a device id
     app.include_router(devices.router)
     app.include_router(devices.data_router)

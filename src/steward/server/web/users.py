@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from steward.server.accounts import actions
+from steward.server.accounts import actions, invitations
 from steward.server.accounts import users as service
 from steward.server.accounts.models import Role, User
 from steward.server.accounts.permissions import Permission as P
@@ -48,12 +48,14 @@ ERRORS = {
     "user_exists": N_("A user with this e-mail address already exists."),
     "invalid_email": N_("Enter a valid e-mail address."),
     "invalid_role": N_("Pick a role from the list."),
+    "already_signed_up": N_("This user has already chosen a password."),
 }
 DONE = {
     "created": N_("The user was created."),
     "saved": N_("The changes were saved."),
     "mfa_reset": N_("Two-factor authentication was reset: they set it up again at next sign-in."),
     "signed_out": N_("The user was signed out everywhere."),
+    "invited": N_("The user is invited: send them the link below."),
 }
 INVALID = N_("Some of the values sent are not valid.")
 
@@ -114,9 +116,15 @@ async def create_user(
     try:
         if role not in Role.__members__.values():
             raise InvalidInput("not a role", code="invalid_role")
+        auditor = page_auditor(page, runtime)
+        if not password:
+            user, secret = await actions.invite_user(
+                session, auditor, tenant, email=email, role=Role(role), full_name=full_name
+            )
+            return await _edit(page, session, user, done="invited", invite=secret)
         user = await actions.create_user(
             session,
-            page_auditor(page, runtime),
+            auditor,
             tenant,
             email=email,
             password=password,
@@ -142,6 +150,7 @@ async def _edit(
     status: int = 200,
     scope: UserScope | None = None,
     form: dict[str, Any] | None = None,
+    invite: str = "",
 ) -> Response:
     scope = scope if scope is not None else parse_scope(user.scope)
     groups = list(await session.scalars(select(Group).order_by(Group.name)))
@@ -169,7 +178,13 @@ async def _edit(
         done=page.gettext(DONE[done]) if done in DONE else None,
         error=error,
         is_self=user.id == principal_of(page).user_id,
+        invite_url=invite_url(page, invite) if invite else "",
+        invite_expires_at=user.invite_expires_at,
     )
+
+
+def invite_url(page: Page, secret: str) -> str:
+    return f"{str(page.request.base_url).rstrip('/')}{invitations.INVITE_PATH}{secret}"
 
 
 @router.get(f"{URL}/{{user_id}}")
@@ -277,6 +292,19 @@ async def reset_mfa(
     user = await service.get_user(session, user_id)
     await actions.reset_mfa(session, page_auditor(page, runtime), user)
     return RedirectResponse(f"{URL}/{user_id}?done=mfa_reset", status_code=303)
+
+
+@router.post(f"{URL}/{{user_id}}/invite")
+async def reinvite(
+    user_id: uuid.UUID, page: Manager, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """A new one-time sign-up link, shown once on the page."""
+    user = await service.get_user(session, user_id)
+    try:
+        secret = await actions.reinvite(session, page_auditor(page, runtime), user)
+    except Conflict as exc:
+        return await _edit(page, session, user, error=_error(page, exc), status=409)
+    return await _edit(page, session, user, done="invited", invite=secret)
 
 
 @router.post(f"{URL}/{{user_id}}/revoke-sessions")
