@@ -112,3 +112,60 @@ async def _export(
         return count
     finally:
         await engine.dispose()
+
+
+@audit_app.command("archive")
+def audit_archive(
+    tenant: Annotated[str, typer.Option(help="tenant slug")],
+    before: Annotated[str, typer.Option(help="archive entries older than this (ISO 8601)")],
+    output: Annotated[Path, typer.Option(help="the archive file to write (must not exist)")],
+) -> None:
+    """Retention: move entries older than --before to a JSON-lines archive, then remove them
+    from the database (the chain's base moves with them, so `verify` still checks the rest)."""
+    from steward.server.audit.retention import archive_before
+    from steward.server.audit.service import record
+    from steward.server.db.engine import create_engine, create_session_factory
+    from steward.server.tenancy.service import get_tenant_by_slug
+
+    cutoff = _parse_time(before, "--before")
+    assert cutoff is not None
+    if output.exists():
+        err.print(f"[red]error[/red]: {output} exists; choose a new file")
+        raise typer.Exit(2)
+
+    async def main() -> Any:
+        engine = create_engine(load_settings().effective_database_url)
+        try:
+            sessions = create_session_factory(engine, system=True)
+            async with sessions() as session:
+                found = await get_tenant_by_slug(session, tenant)
+                with output.open("xb") as out:
+                    result = await archive_before(session, found.id, cutoff, out)
+            if result.count:
+                await record(
+                    sessions,
+                    tenant_id=found.id,
+                    actor="system:cli",
+                    action="audit.archived",
+                    result="success",
+                    risk="medium",
+                    detail={
+                        "count": result.count,
+                        "up_to_seq": result.up_to_seq,
+                        "before": cutoff.isoformat(),
+                        "file": output.name,
+                        "sha256": result.sha256,
+                    },
+                )
+            return result
+        finally:
+            await engine.dispose()
+
+    try:
+        result = asyncio.run(main())
+    except Exception as exc:
+        raise fail(exc) from None
+    typer.echo(
+        f"{tenant}: archived {result.count} events up to #{result.up_to_seq} to {output} "
+        f"(sha256 {result.sha256})"
+    )

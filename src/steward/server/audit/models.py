@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
+from steward.server.audit.chain import GENESIS
 from steward.server.db.base import Base, BigIntId, TenantOwned, UTCDateTime, utcnow
 
 
@@ -51,4 +52,8 @@ class AuditHead(Base):
     )
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+    # Retention: entries up to `base_seq` were archived (to a file) and removed; the chain
+    # now starts after the entry whose hash was `base_hash`.
+    base_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    base_hash: Mapped[str] = mapped_column(String(64), default=GENESIS, server_default=GENESIS)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -108,7 +108,14 @@ async def verify_chain(session: AsyncSession, tenant_id: uuid.UUID) -> VerifyRep
         return VerifyReport(tenant_id, False, checked, seq, event_id, kind, message)
 
     checked = 0
-    last_seq, last_hash = 0, GENESIS
+    # After retention the chain starts where the archive ended (audit/retention.py).
+    base = (
+        await session.execute(
+            select(AuditHead.base_seq, AuditHead.base_hash).where(AuditHead.tenant_id == tenant_id)
+        )
+    ).first()
+    base_seq, base_hash = (base.base_seq, base.base_hash) if base is not None else (0, GENESIS)
+    last_seq, last_hash = base_seq, base_hash
     while True:
         batch = (
             await session.execute(
@@ -139,7 +146,7 @@ async def verify_chain(session: AsyncSession, tenant_id: uuid.UUID) -> VerifyRep
                         f"now sits at #{moved}",
                         row.id,
                     )
-                if intact and row.seq > 1:
+                if intact and row.seq > base_seq + 1:
                     return broken(
                         Breach.EDITED,
                         row.seq - 1,
