@@ -123,6 +123,7 @@ CASES: list[Case] = [
     api("POST", "/api/v1/commands/{command_id}/approve", 404, modifies=True, manage=True),
     api("POST", "/api/v1/commands/{command_id}/deny", 404, modifies=True, manage=True),
     api("GET", "/api/v1/devices/{device_id}/commands", 404),
+    api("POST", "/api/v1/commands/assess", 200, body=SHELL, manage=True),
     api("GET", "/api/v1/audit/events", 200, variant="all"),
     api("GET", "/api/v1/audit/events", 200, query="?device_id={device_id}", variant="B's device"),
     api("GET", "/api/v1/audit/events", 200, query="?actor={admin_email}", variant="B's admin"),

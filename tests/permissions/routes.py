@@ -107,6 +107,7 @@ REQUESTS: dict[Key, Request] = {
     ("PUT", "/api/v1/tenant/security"): Request({}),  # the defaults, as they are
     ("POST", "/api/v1/enrollment/pins"): Request({}),
     ("POST", "/api/v1/devices/{device_id}/commands"): Request(SHELL),
+    ("POST", "/api/v1/commands/assess"): Request(SHELL),
     # a command of someone else's, waiting for approval (nobody approves their own)
     ("POST", "/api/v1/commands/{command_id}/approve"): Request(
         fresh=("pending_id",), path="/api/v1/commands/{pending_id}/approve"

@@ -33,6 +33,8 @@ class SecuritySettings(BaseModel):
     session_idle_timeout_min: int = Field(default=60, ge=5, le=24 * 60)
     session_lifetime_h: int = Field(default=12, ge=1, le=30 * 24)
     password_min_length: int = Field(default=10, ge=10, le=128)
+    # High-risk commands (commands/risk.py) wait for someone else's approval.
+    approval_for_high_risk: bool = True
     # Console and API only accept these source networks (empty: any). Agents are not affected.
     ip_allowlist: list[str] = Field(default_factory=list, max_length=200)
 

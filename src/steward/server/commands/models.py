@@ -31,6 +31,9 @@ class Command(UUIDPrimaryKey, CreatedAt, TenantOwned, Base):
     stderr_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str] = mapped_column(String(255), default="")
     created_by: Mapped[str] = mapped_column(String(254), default="")
+    # commands/risk.py: how dangerous it looked when submitted, and why.
+    risk: Mapped[str] = mapped_column(String(8), default="low", server_default="low")
+    risk_reasons: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

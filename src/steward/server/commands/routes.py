@@ -9,7 +9,12 @@ from steward.protocol import CommandStatus
 from steward.server.accounts.permissions import Permission as P
 from steward.server.accounts.principal import Principal
 from steward.server.commands import approvals, service
-from steward.server.commands.schemas import CommandCreate, CommandCreated, CommandPublic
+from steward.server.commands.schemas import (
+    CommandCreate,
+    CommandCreated,
+    CommandPublic,
+    RiskAssessment,
+)
 from steward.server.deps import AuditorDep, RuntimeDep, SessionDep, require
 from steward.server.errors import PermissionDenied
 
@@ -51,11 +56,35 @@ async def create_command(
         target=f"command:{command.id}",
         device_id=device_id,
         risk="medium",
-        detail={"type": command.type, "payload": command.payload, "status": command.status},
+        detail={
+            "type": command.type,
+            "payload": command.payload,
+            "status": command.status,
+            "risk": command.risk,
+            "risk_reasons": command.risk_reasons,
+        },
     )
     if command.status == CommandStatus.QUEUED:
         await runtime.hub.notify_command(device_id)
-    return CommandCreated(id=command.id, status=CommandStatus(command.status))
+    return CommandCreated(
+        id=command.id,
+        status=CommandStatus(command.status),
+        risk=command.risk,
+        risk_reasons=command.risk_reasons,
+    )
+
+
+@router.post("/commands/assess", response_model=RiskAssessment)
+async def assess_command(
+    body: CommandCreate,
+    principal: Annotated[Principal, require(P.COMMAND_RUN)],
+    session: SessionDep,
+) -> RiskAssessment:
+    """How risky a command looks (and whether it would wait for approval), without running it."""
+    assessment, waits = await service.preview(session, principal, body)
+    return RiskAssessment(
+        risk=assessment.level.value, reasons=assessment.reasons, needs_approval=waits
+    )
 
 
 @router.get("/commands/{command_id}", response_model=CommandPublic)

@@ -31,6 +31,16 @@ CommandCreate = Annotated[ShellCommandCreate, Field(discriminator="type")]
 class CommandCreated(BaseModel):
     id: uuid.UUID
     status: CommandStatus
+    risk: str = "low"
+    risk_reasons: list[str] = []
+
+
+class RiskAssessment(BaseModel):
+    """What the composer shows before submitting: the level, why, and whether it will wait."""
+
+    risk: str
+    reasons: list[str]
+    needs_approval: bool
 
 
 class CommandPublic(BaseModel):
@@ -47,6 +57,8 @@ class CommandPublic(BaseModel):
     error: str
     timeout_s: float
     created_by: str
+    risk: str = "low"
+    risk_reasons: list[str] = []
     created_at: datetime
     sent_at: datetime | None
     started_at: datetime | None

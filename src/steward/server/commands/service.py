@@ -16,13 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.protocol import CommandDispatch, CommandResult, CommandStatus, CommandType
 from steward.server.accounts.permissions import Permission
+from steward.server.accounts.policy import security_settings
 from steward.server.accounts.principal import authorize
 from steward.server.accounts.service import Principal
 from steward.server.commands.models import Command
+from steward.server.commands.risk import Assessment, Risk, assess
 from steward.server.commands.schemas import CommandCreate, CommandPublic
 from steward.server.db.base import utcnow
 from steward.server.devices.access import device_for
 from steward.server.errors import Conflict, NotFound, PermissionDenied
+from steward.server.tenancy.models import Tenant
 
 _IN_FLIGHT = (CommandStatus.QUEUED, CommandStatus.SENT, CommandStatus.RUNNING)
 
@@ -46,7 +49,9 @@ async def create_command(
         command_type=str(request.type),
         command_payload=payload,
     )
-    status = CommandStatus.PENDING_APPROVAL if decision.needs_approval else CommandStatus.QUEUED
+    assessment = assess(str(request.type), payload)
+    waits = decision.needs_approval or await _high_risk_waits(session, principal, assessment)
+    status = CommandStatus.PENDING_APPROVAL if waits else CommandStatus.QUEUED
     command = Command(
         device_id=device.id,
         type=request.type,
@@ -54,6 +59,8 @@ async def create_command(
         status=status,
         timeout_s=request.timeout_s or default_timeout_s,
         created_by=principal.email,
+        risk=assessment.level.value,
+        risk_reasons=assessment.reasons,
         stdout="",
         stderr="",
         error="",
@@ -61,6 +68,27 @@ async def create_command(
     session.add(command)
     await session.flush()
     return command
+
+
+async def _high_risk_waits(
+    session: AsyncSession, principal: Principal, assessment: Assessment
+) -> bool:
+    """High-risk commands wait for approval unless the tenant turned that off."""
+    if assessment.level is not Risk.HIGH:
+        return False
+    tenant = await session.get(Tenant, principal.tenant_id)
+    return tenant is not None and security_settings(tenant.settings).approval_for_high_risk
+
+
+async def preview(
+    session: AsyncSession, principal: Principal, request: CommandCreate
+) -> tuple[Assessment, bool]:
+    """The risk of a command and whether it would wait for approval, without creating it."""
+    assessment = assess(str(request.type), request.payload.model_dump(exclude_none=True))
+    waits = principal.scope.approval_required or await _high_risk_waits(
+        session, principal, assessment
+    )
+    return assessment, waits
 
 
 async def command_for(

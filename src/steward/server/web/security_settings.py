@@ -106,8 +106,10 @@ async def save_security(
     session_lifetime_h: Annotated[str, Form(max_length=12)] = "12",
     password_min_length: Annotated[str, Form(max_length=12)] = "10",  # noqa: S107  # a length
     ip_allowlist: Annotated[str, Form(max_length=20_000)] = "",
+    approval_for_high_risk: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     values: dict[str, Any] = {
+        "approval_for_high_risk": bool(approval_for_high_risk),
         "mfa_required": mfa_required,
         "mfa_roles": list(mfa_roles or []),
         "step_up": step_up,
