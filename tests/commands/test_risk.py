@@ -131,3 +131,25 @@ def test_high_risk_waits_for_approval_unless_the_tenant_says_otherwise(
         assert direct["status"] == "queued" and direct["risk"] == "high"
         bad = admin.post("/api/v1/commands/assess", json={"type": "nope", "payload": {}})
         assert bad.status_code == 422
+
+
+def test_approvers_inbox_lists_others_waiting_commands_only(
+    server: LiveServer, seeder: Seeder
+) -> None:
+    tenant, other = seeder.tenant(), seeder.tenant()
+    device_id = enroll(server, seeder.pin(tenant))["device_id"]
+    other_device = enroll(server, seeder.pin(other), machine_id="other-1")["device_id"]
+    engineer = seeder.user(tenant, "ENGINEER")
+    risky = {"type": "shell", "payload": {"command": "reboot"}}
+    with login(server, tenant, engineer) as api:
+        mine = api.post(f"/api/v1/devices/{device_id}/commands", json=risky).json()["id"]
+        assert api.get("/api/v1/approvals").json() == []  # not one's own
+    with login(server, other) as api:
+        api.post(f"/api/v1/devices/{other_device}/commands", json=risky)
+    with login(server, tenant) as admin:
+        inbox = admin.get("/api/v1/approvals").json()
+        assert [c["id"] for c in inbox] == [mine]  # and nothing of the other tenant
+        assert inbox[0]["risk"] == "high"
+    viewer = seeder.user(tenant, "VIEWER")
+    with login(server, tenant, viewer) as api:
+        assert api.get("/api/v1/approvals").status_code == 403

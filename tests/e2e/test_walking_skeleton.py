@@ -145,6 +145,7 @@ def test_console_pages_open_in_chromium(installation: Installation, browser: Any
         ("/groups", "Groups"),
         ("/settings/organisation", "Organisation"),
         ("/audit", "Audit log"),
+        ("/approvals", "Approvals"),
     ]:
         response = page.goto(f"{installation.tenant_url(tenant)}{path}")
         assert response is not None and response.status == 200, path

@@ -94,6 +94,15 @@ async def get_command(
     return await service.get_command(session, principal, command_id)
 
 
+@router.get("/approvals", response_model=list[CommandPublic])
+async def approvals_inbox(principal: Approver, session: SessionDep) -> list[CommandPublic]:
+    """Commands waiting for your approval: not your own, on devices you reach, oldest first."""
+    return [
+        CommandPublic.model_validate(command, from_attributes=True)
+        for command, _ in await service.waiting_for(session, principal)
+    ]
+
+
 @router.post("/commands/{command_id}/approve", response_model=CommandPublic)
 async def approve_command(
     command_id: uuid.UUID,

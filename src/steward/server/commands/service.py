@@ -23,7 +23,8 @@ from steward.server.commands.models import Command
 from steward.server.commands.risk import Assessment, Risk, assess
 from steward.server.commands.schemas import CommandCreate, CommandPublic
 from steward.server.db.base import utcnow
-from steward.server.devices.access import device_for
+from steward.server.devices.access import device_for, visible_devices
+from steward.server.devices.models import Device
 from steward.server.errors import Conflict, NotFound, PermissionDenied
 from steward.server.tenancy.models import Tenant
 
@@ -130,6 +131,25 @@ async def decide(
         command.error = f"denied by {principal.email}"[:255]
     await session.flush()
     return command
+
+
+async def waiting_for(
+    session: AsyncSession, principal: Principal, limit: int = 200
+) -> list[tuple[Command, str]]:
+    """Commands the principal may decide on (waiting, on devices in their scope, not their
+    own), oldest first, with the device's hostname."""
+    rows = await session.execute(
+        select(Command, Device.hostname)
+        .join(Device, Device.id == Command.device_id)
+        .where(
+            Command.status == CommandStatus.PENDING_APPROVAL,
+            Command.created_by != principal.email,
+            visible_devices(principal),
+        )
+        .order_by(Command.created_at)
+        .limit(limit)
+    )
+    return [(command, hostname) for command, hostname in rows.all()]
 
 
 async def list_device_commands(

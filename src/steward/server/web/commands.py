@@ -85,6 +85,13 @@ async def command_page(command_id: uuid.UUID, page: Viewer, session: SessionDep)
     return page.render("commands/page.html", command=command, device=device, final=final)
 
 
+@router.get("/approvals")
+async def approvals_inbox(page: Approver, session: SessionDep) -> Response:
+    """The approver's inbox: each row opens the command, where it is approved or denied."""
+    waiting = await service.waiting_for(session, page.me)
+    return page.render("commands/approvals.html", waiting=waiting)
+
+
 @router.post("/commands/{command_id}/approve")
 async def approve(
     command_id: uuid.UUID, page: Approver, session: SessionDep, runtime: RuntimeDep
