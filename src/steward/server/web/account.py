@@ -12,7 +12,6 @@ from fastapi.responses import RedirectResponse, Response
 from steward.server.accounts import actions, sessions, tokens
 from steward.server.accounts.permissions import Permission
 from steward.server.accounts.policy import security_settings
-from steward.server.accounts.principal import Principal
 from steward.server.accounts.service import change_password
 from steward.server.accounts.tokens import MAX_LIFETIME_DAYS
 from steward.server.audit.auditor import Auditor
@@ -52,13 +51,8 @@ INVALID = N_("Some of the values sent are not valid.")
 Password = Annotated[str, Form(max_length=1024)]
 
 
-def principal_of(page: Page) -> Principal:
-    assert page.principal is not None  # a signed-in page has the principal
-    return page.principal
-
-
 def page_auditor(page: Page, runtime: Runtime) -> Auditor:
-    return auditor_for(page.request, runtime, principal_of(page))
+    return auditor_for(page.request, runtime, page.me)
 
 
 async def end_transaction(session: SessionDep, page: Page) -> None:
@@ -84,7 +78,7 @@ async def render_account(
     **extra: Any,
 ) -> Response:
     """The account page; `error_section` says which form the error belongs to."""
-    principal = principal_of(page)
+    principal = page.me
     user, tenant = await actions.user_and_tenant(session, principal.user_id)
     form = {"token_name": "", "token_permissions": [], "token_days": 90, **(values or {})}
     return page.render(
@@ -121,7 +115,7 @@ async def set_password(
     current_password: Password = "",
     new_password: Password = "",
 ) -> Response:
-    principal = principal_of(page)
+    principal = page.me
     actions.session_only(principal)
     _, tenant = await actions.user_and_tenant(session, principal.user_id)
     policy = security_settings(tenant.settings)
@@ -153,7 +147,7 @@ async def set_password(
 async def revoke_session(
     session_id: uuid.UUID, page: SignedInPage, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
-    principal = principal_of(page)
+    principal = page.me
     await actions.revoke_own_session(session, page_auditor(page, runtime), principal, session_id)
     if session_id == principal.session_id:  # this very session: signed out
         return _signed_out(page)
@@ -165,7 +159,7 @@ async def revoke_all_sessions(
     page: SignedInPage, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     """Log out everywhere, here included."""
-    await actions.log_out_everywhere(session, page_auditor(page, runtime), principal_of(page))
+    await actions.log_out_everywhere(session, page_auditor(page, runtime), page.me)
     return _signed_out(page)
 
 
@@ -197,7 +191,7 @@ async def create_token(
         issued = await actions.create_token(
             session,
             page_auditor(page, runtime),
-            principal_of(page),
+            page.me,
             name=name,
             permissions=chosen,
             expires_in_days=days,
@@ -219,5 +213,5 @@ async def create_token(
 async def revoke_token(
     token_id: uuid.UUID, page: SignedInPage, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
-    await actions.revoke_token(session, page_auditor(page, runtime), principal_of(page), token_id)
+    await actions.revoke_token(session, page_auditor(page, runtime), page.me, token_id)
     return RedirectResponse(f"{URL}?done=token_revoked", status_code=303)

@@ -21,7 +21,6 @@ from steward.server.web.account import (
     end_transaction,
     error_text,
     page_auditor,
-    principal_of,
     render_account,
 )
 from steward.server.web.page import MFA_SETUP, Page, PageRoute, SignedInPage, safe_next
@@ -43,10 +42,10 @@ def _after_setup(back_to: str) -> str:
 async def _setup_page(
     page: Page, session: SessionDep, back_to: str, *, error: str | None = None, status: int = 200
 ) -> Response:
-    user, _ = await actions.user_and_tenant(session, principal_of(page).user_id)
+    user, _ = await actions.user_and_tenant(session, page.me.user_id)
     if user.mfa_enabled:
         return RedirectResponse(URL, status_code=303)
-    setup = await actions.start_mfa_setup(session, principal_of(page), reuse_pending=True)
+    setup = await actions.start_mfa_setup(session, page.me, reuse_pending=True)
     return page.render(
         "account/mfa.html",
         status_code=status,
@@ -78,7 +77,7 @@ async def mfa_confirm(
     """The first code turns MFA on: the recovery codes are shown once, the session rotated."""
     auditor = page_auditor(page, runtime)
     try:
-        result = await actions.confirm_mfa(session, runtime, auditor, principal_of(page), code)
+        result = await actions.confirm_mfa(session, runtime, auditor, page.me, code)
     except Unauthorized as exc:
         await end_transaction(session, page)
         if exc.code != "invalid_code":
@@ -98,7 +97,7 @@ async def mfa_confirm(
     )
     assert result.access_token is not None
     # The rotated session ends when its predecessor would have: so does the cookie.
-    previous = await session.get(UserSession, principal_of(page).session_id)
+    previous = await session.get(UserSession, page.me.session_id)
     assert previous is not None
     max_age = max(1, math.floor((previous.expires_at - utcnow()).total_seconds()))
     set_session_cookie(response, page.request, result.access_token, max_age)
@@ -110,7 +109,7 @@ async def mfa_disable(
     page: SignedInPage, session: SessionDep, runtime: RuntimeDep, code: Code = ""
 ) -> Response:
     try:
-        await actions.disable_mfa(session, page_auditor(page, runtime), principal_of(page), code)
+        await actions.disable_mfa(session, page_auditor(page, runtime), page.me, code)
     except (Conflict, Unauthorized) as exc:
         if exc.code not in {"invalid_code", "mfa_required"}:
             raise
@@ -127,7 +126,7 @@ async def mfa_recovery_codes(
 ) -> Response:
     try:
         codes = await actions.new_recovery_codes(
-            session, page_auditor(page, runtime), principal_of(page), code
+            session, page_auditor(page, runtime), page.me, code
         )
     except Unauthorized as exc:
         if exc.code != "invalid_code":
@@ -149,7 +148,7 @@ def _step_up_page(
         "account/step_up.html",
         status_code=status,
         next=safe_next(back_to),
-        mfa_enabled=principal_of(page).mfa_enabled,
+        mfa_enabled=page.me.mfa_enabled,
         error=error,
     )
 
@@ -170,7 +169,7 @@ async def step_up_confirm(
     back_to: Next = "",
 ) -> Response:
     """A fresh code: the session is rotated and marked fresh, then on to `next`."""
-    if not principal_of(page).mfa_enabled:  # nothing to confirm with: the page says so
+    if not page.me.mfa_enabled:  # nothing to confirm with: the page says so
         return _step_up_page(page, back_to)
     try:
         result = await step_up(
@@ -178,7 +177,7 @@ async def step_up_confirm(
             runtime.lockout,
             runtime.settings,
             page_auditor(page, runtime),
-            principal_of(page),
+            page.me,
             code,
         )
     except RateLimited:

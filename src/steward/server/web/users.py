@@ -23,7 +23,7 @@ from steward.server.deps import RuntimeDep, SessionDep
 from steward.server.devices.models import Device
 from steward.server.errors import Conflict, InvalidInput
 from steward.server.tenancy.models import Group, Tenant
-from steward.server.web.account import page_auditor, principal_of
+from steward.server.web.account import page_auditor
 from steward.server.web.i18n import N_
 from steward.server.web.page import Page, PageRoute, require_page
 
@@ -65,7 +65,7 @@ def _error(page: Page, exc: Conflict | InvalidInput, password_length: int = 10) 
 
 
 async def _tenant(session: AsyncSession, page: Page) -> Tenant:
-    tenant = await session.scalar(select(Tenant).where(Tenant.id == principal_of(page).tenant_id))
+    tenant = await session.scalar(select(Tenant).where(Tenant.id == page.me.tenant_id))
     assert tenant is not None
     return tenant
 
@@ -177,7 +177,7 @@ async def _edit(
         windows=windows,
         done=page.gettext(DONE[done]) if done in DONE else None,
         error=error,
-        is_self=user.id == principal_of(page).user_id,
+        is_self=user.id == page.me.user_id,
         invite_url=invite_url(page, invite) if invite else "",
         invite_expires_at=user.invite_expires_at,
     )
@@ -269,9 +269,7 @@ async def save_user(
             "is_active": bool(active),
             "scope": scope.model_dump(mode="json"),
         }
-        await actions.update_user(
-            session, page_auditor(page, runtime), principal_of(page), user, changes
-        )
+        await actions.update_user(session, page_auditor(page, runtime), page.me, user, changes)
     except (Conflict, InvalidInput) as exc:  # refused before anything was changed
         return await _edit(
             page,
