@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from steward.agent import AgentState
+from steward.agent import Agent, AgentState, Collector
 from steward.protocol import CommandDispatch, CommandType, Welcome, dump_message
 
 AGENT_ID = "agent-1"
@@ -42,7 +42,7 @@ def _make_dispatch(
 
 
 def _make_state(server_url: str = "http://127.0.0.1:9", **overrides: str) -> AgentState:
-    values = {
+    values: dict[str, Any] = {
         "server_url": server_url,
         "agent_id": AGENT_ID,
         "agent_secret": AGENT_SECRET,
@@ -169,3 +169,27 @@ async def fake_server() -> AsyncIterator[FakeServer]:
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture(scope="module")
+def collector() -> Collector:
+    return Collector()
+
+
+@pytest.fixture
+async def start_agent(
+    state_dir: Path, collector: Collector
+) -> AsyncIterator[Callable[..., tuple[Agent, asyncio.Task[None]]]]:
+    started: list[tuple[Agent, asyncio.Task[None]]] = []
+
+    def start(state: AgentState, **options: Any) -> tuple[Agent, asyncio.Task[None]]:
+        agent = Agent(state, state_dir=state_dir, collector=collector, **options)
+        task = asyncio.create_task(agent.run())
+        started.append((agent, task))
+        return agent, task
+
+    yield start
+    for agent, task in started:
+        agent.stop()
+        async with asyncio.timeout(10):
+            await task

@@ -5,9 +5,8 @@ like the server's poll endpoint. Commands run for real."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import httpx
 import pytest
 
 from steward.agent import (
-    Agent,
     AgentState,
     AuthenticationError,
     Channel,
@@ -33,38 +31,13 @@ from steward.protocol import (
     CommandDispatch,
     CommandResult,
     CommandStatus,
-    PollResponse,
-    dump_message,
 )
+from tests.agent.commands_support import PollServer
 
 MakeDispatch = Callable[..., CommandDispatch]
 MakeState = Callable[..., AgentState]
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="uses POSIX shell commands")
-
-
-@pytest.fixture(scope="module")
-def collector() -> Collector:
-    return Collector()
-
-
-@pytest.fixture
-async def start_agent(
-    state_dir: Path, collector: Collector
-) -> AsyncIterator[Callable[..., tuple[Agent, asyncio.Task[None]]]]:
-    started: list[tuple[Agent, asyncio.Task[None]]] = []
-
-    def start(state: AgentState, **options: Any) -> tuple[Agent, asyncio.Task[None]]:
-        agent = Agent(state, state_dir=state_dir, collector=collector, **options)
-        task = asyncio.create_task(agent.run())
-        started.append((agent, task))
-        return agent, task
-
-    yield start
-    for agent, task in started:
-        agent.stop()
-        async with asyncio.timeout(10):
-            await task
 
 
 async def test_websocket_session(
@@ -193,47 +166,6 @@ async def test_websocket_errors_map_to_the_exception_tree(
 
 
 # ---- polling -----------------------------------------------------------------------------
-
-
-class PollServer:
-    """Answers `POST /api/agent/v1/poll` like the server: records each request's messages and
-    hands out the queued server messages."""
-
-    def __init__(self, light_interval_s: float = 30) -> None:
-        self.polls: list[list[dict[str, Any]]] = []
-        self.authorizations: list[str | None] = []
-        self.queued: list[Any] = []
-        self.status = 200
-        self.light_interval_s = light_interval_s
-        self.changed = asyncio.Event()
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/api/agent/v1/poll"
-        self.authorizations.append(request.headers.get("authorization"))
-        self.polls.append(json.loads(request.content)["messages"])
-        self.changed.set()
-        if self.status != 200:
-            return httpx.Response(self.status, json={"error": {"code": "nope", "message": "no"}})
-        response = PollResponse(
-            messages=self.queued,
-            light_heartbeat_interval_s=self.light_interval_s,
-            full_heartbeat_interval_s=3600,
-        )
-        self.queued = []
-        return httpx.Response(200, content=dump_message(response))
-
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
-
-    def sent(self, message_type: str) -> list[dict[str, Any]]:
-        return [m for poll in self.polls for m in poll if m["type"] == message_type]
-
-    async def wait_for(self, message_type: str, timeout: float = 10) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while not self.sent(message_type):
-                self.changed.clear()
-                await self.changed.wait()
-        return self.sent(message_type)[0]
 
 
 async def test_polling_session(

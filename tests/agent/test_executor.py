@@ -10,15 +10,18 @@ import psutil
 import pytest
 
 from steward.agent import run_command
-from steward.agent._executor import RESULT_BUDGET_BYTES, fit_result, shell_argv
+from steward.agent._executor import RESULT_BUDGET_BYTES, fit_result
+from steward.agent.commands._shell import shell_argv
 from steward.protocol import (
     MAX_MESSAGE_BYTES,
     MAX_OUTPUT_BYTES,
     CommandDispatch,
     CommandResult,
     CommandStatus,
+    CommandType,
     dump_message,
 )
+from steward.protocol.payloads import ShellPayload
 
 MakeDispatch = Callable[..., CommandDispatch]
 
@@ -157,14 +160,17 @@ async def test_unknown_command_type_fails_without_running() -> None:
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
-        ({}, "payload.command"),
-        ({"command": ""}, "payload.command"),
-        ({"command": 42}, "payload.command"),
-        ({"command": "true", "interpreter": "perl"}, "unknown interpreter"),
+        ({}, "invalid payload: command: Field required"),
+        ({"command": ""}, "invalid payload: command"),
+        ({"command": 42}, "invalid payload: command"),
+        ({"command": "true", "interpreter": "perl"}, "invalid payload: interpreter"),
+        ({"command": "true", "extra": 1}, "invalid payload: extra"),
     ],
 )
 async def test_invalid_payload_fails(payload: dict[str, object], error: str) -> None:
-    dispatch = CommandDispatch(command_id="c-1", command_type="shell", payload=payload, timeout_s=5)
+    dispatch = CommandDispatch(
+        command_id="c-1", command_type=CommandType.SHELL, payload=payload, timeout_s=5
+    )
     result = await run_command(dispatch)
     assert result.status is CommandStatus.FAILED
     assert error in result.error
@@ -172,7 +178,7 @@ async def test_invalid_payload_fails(payload: dict[str, object], error: str) -> 
 
 async def test_missing_interpreter_fails(make_dispatch: MakeDispatch) -> None:
     dispatch = make_dispatch("Get-Date", interpreter="powershell")
-    if shell_argv(dispatch.payload)[0] != "pwsh":
+    if shell_argv(ShellPayload.model_validate(dispatch.payload))[0] != "pwsh":
         pytest.skip("PowerShell is installed here")
     result = await run_command(dispatch)
     assert result.status is CommandStatus.FAILED
@@ -180,8 +186,9 @@ async def test_missing_interpreter_fails(make_dispatch: MakeDispatch) -> None:
 
 
 def test_shell_argv_is_explicit() -> None:
-    assert shell_argv({"command": "ls -l"}) == ["/bin/sh", "-c", "ls -l"]
-    assert shell_argv({"command": "dir", "interpreter": "cmd"})[1:] == ["/d", "/c", "dir"]
+    assert shell_argv(ShellPayload(command="ls -l")) == ["/bin/sh", "-c", "ls -l"]
+    cmd = ShellPayload(command="dir", interpreter="cmd")
+    assert shell_argv(cmd)[1:] == ["/d", "/c", "dir"]
 
 
 def test_fit_result_leaves_small_results_alone() -> None:

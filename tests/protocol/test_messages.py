@@ -7,6 +7,7 @@ import pytest
 
 from steward.protocol import (
     MAX_MESSAGE_BYTES,
+    MAX_OUTPUT_BYTES,
     CommandDispatch,
     CommandResult,
     CommandType,
@@ -80,7 +81,7 @@ def test_output_fields_are_capped() -> None:
                     "type": "command.result",
                     "command_id": "c",
                     "status": "failed",
-                    "stdout": "x" * (300 * 1024),
+                    "stdout": "x" * (MAX_OUTPUT_BYTES + 1),
                 }
             )
         )
@@ -88,7 +89,8 @@ def test_output_fields_are_capped() -> None:
 
 def test_the_limit_counts_bytes_not_characters() -> None:
     text = json.dumps(
-        {"type": "hello", "agent_version": "가" * 400_000, "hostname": "h"}, ensure_ascii=False
+        {"type": "hello", "agent_version": "가" * (MAX_MESSAGE_BYTES // 3 + 1000), "hostname": "h"},
+        ensure_ascii=False,
     )
     assert len(text) < MAX_MESSAGE_BYTES < len(text.encode())
     with pytest.raises(ProtocolError) as error:

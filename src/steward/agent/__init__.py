@@ -36,7 +36,6 @@ from steward.agent._errors import (
     TransportError,
     UnexpectedResponse,
 )
-from steward.agent._executor import run_command
 from steward.agent._http import Backoff, error_from_body, parse_retry_after, websocket_url
 from steward.agent._identity import machine_id
 from steward.agent._ledger import Ledger, LedgerEntry
@@ -44,6 +43,7 @@ from steward.agent._poll import PollTransport
 from steward.agent._state import AgentState, default_state_dir, load_state, save_state
 from steward.agent._transport import Transport
 from steward.agent._websocket import WebSocketTransport
+from steward.agent.commands import run_command
 
 __all__ = [
     "Agent",

@@ -4,6 +4,9 @@ A `Channel` knows what the agent has to say (heartbeats when they are due, acks 
 not yet delivered) and how it reacts to what it hears (new intervals, commands, errors). A
 `Transport` only moves messages between a channel and the server; the channel outlives
 connections, so undelivered acks and results wait in its outbox across reconnects.
+
+Live output (`command.output`) has a queue of its own: best effort, bounded (the oldest frames
+are dropped first), only filled while connected and emptied when a connection ends.
 """
 
 from __future__ import annotations
@@ -13,17 +16,21 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 
 from steward import __version__
 from steward.agent._collector import Collector
 from steward.agent._errors import StateError
-from steward.agent._executor import failed_result, run_command
+from steward.agent._executor import Stream, cancelled_result, failed_result
 from steward.agent._identity import hostname
 from steward.agent._ledger import Ledger
+from steward.agent.commands import run_command
 from steward.protocol import (
     AgentConfig,
     CommandAck,
+    CommandCancel,
     CommandDispatch,
+    CommandOutput,
     CommandResult,
     ErrorMessage,
     FullHeartbeat,
@@ -42,8 +49,10 @@ MAX_INTERVAL_S = 24 * 3600.0
 FULL_JITTER = 0.1  # full heartbeats every interval ± 10 %
 STOPPED_ERROR = "agent stopped while the command was running"
 _MAX_COMMAND_ID = 64  # CommandAck.command_id / CommandResult.command_id
+# Live output frames waiting to be sent (at most ~16 KiB each); older ones are dropped.
+MAX_OUTPUT_FRAMES = 256
 
-OutgoingMessage = CommandAck | CommandResult
+OutgoingMessage = CommandAck | CommandResult | CommandOutput
 
 
 class Channel:
@@ -62,8 +71,12 @@ class Channel:
         self._wake = asyncio.Event()
         self._next_light = time.monotonic()
         self._next_full = time.monotonic()
-        self._outbox: dict[tuple[str, str], OutgoingMessage] = {}
+        self._outbox: dict[tuple[str, str], CommandAck | CommandResult] = {}
+        self._output: deque[CommandOutput] = deque(maxlen=MAX_OUTPUT_FRAMES)
         self._commands: dict[str, asyncio.Task[None]] = {}
+        self._cancels: dict[str, asyncio.Event] = {}
+        self._cancelling: set[str] = set()  # being recorded as cancelled before they ran
+        self._recording: set[asyncio.Task[None]] = set()
         for result in ledger.undelivered():  # from before a restart
             self._queue(result)
 
@@ -77,6 +90,7 @@ class Channel:
         it is up, so the console shows live figures at once, not an interval later."""
         now = time.monotonic()
         self.connected_at = None
+        self._output.clear()  # live output is not carried over to a new connection
         self._next_full = now
         self._next_light = now
 
@@ -97,7 +111,7 @@ class Channel:
     async def aclose(self) -> None:
         """Stop running commands (their process groups are killed; the ledger records them
         as failed and their results are sent after the next start)."""
-        tasks = list(self._commands.values())
+        tasks = [*self._commands.values(), *self._recording]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -122,6 +136,8 @@ class Channel:
         """React to one server message. Commands start in the background."""
         if isinstance(message, CommandDispatch):
             self._on_dispatch(message)
+        elif isinstance(message, CommandCancel):
+            self._on_cancel(message.command_id)
         elif isinstance(message, AgentConfig):
             self.apply_intervals(
                 message.light_heartbeat_interval_s, message.full_heartbeat_interval_s
@@ -141,6 +157,8 @@ class Channel:
         if command_id in self._commands:
             self._queue(CommandAck(command_id=command_id))  # dispatched again while running
             return
+        if command_id in self._cancelling:
+            return  # its `cancelled` result is on its way
         entry = self.ledger.get(command_id)
         if entry is not None:  # never run a command twice
             if entry.result is not None:
@@ -148,12 +166,55 @@ class Channel:
                 self._queue(entry.result)
             return
         logger.info("running command %s (%s)", command_id, dispatch.command_type)
+        self._cancels[command_id] = asyncio.Event()
         self._commands[command_id] = asyncio.create_task(
             self._execute(dispatch), name=f"steward-command-{command_id}"
         )
 
+    def _on_cancel(self, command_id: str) -> None:
+        """Stop a running command; make sure one that has not run never will; answer one
+        that has finished with its result again."""
+        if not 1 <= len(command_id) <= _MAX_COMMAND_ID or command_id in self._cancelling:
+            return
+        cancel = self._cancels.get(command_id)
+        if cancel is not None:
+            logger.info("cancelling command %s", command_id)
+            cancel.set()
+            return
+        entry = self.ledger.get(command_id)
+        if entry is not None:
+            if entry.result is not None:
+                self._queue(entry.result)
+            return
+        logger.info("command %s cancelled before it was dispatched", command_id)
+        self._cancelling.add(command_id)
+        task = asyncio.create_task(
+            self._record_cancelled(command_id), name=f"steward-cancel-{command_id}"
+        )
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _record_cancelled(self, command_id: str) -> None:
+        result = cancelled_result(command_id)
+        try:  # in the ledger first: a later dispatch of this id finds it and never runs it
+            await asyncio.to_thread(self.ledger.finish, result)
+        except StateError as exc:
+            logger.error("cannot record the cancel of command %s: %s", command_id, exc)
+        finally:
+            self._cancelling.discard(command_id)
+        self._queue(result)
+
+    def _on_output(self, command_id: str, stream: Stream, offset: int, data: str) -> None:
+        if not self.is_connected:
+            return  # best effort: nobody to tell, and the result carries it all
+        self._output.append(
+            CommandOutput(command_id=command_id, stream=stream, offset=offset, data=data)
+        )
+        self._wake.set()
+
     async def _execute(self, dispatch: CommandDispatch) -> None:
         command_id = dispatch.command_id
+        cancel = self._cancels.setdefault(command_id, asyncio.Event())
         try:
             try:
                 if not await asyncio.to_thread(self.ledger.start, command_id):
@@ -164,8 +225,12 @@ class Channel:
                 self._queue(failed_result(command_id, f"agent cannot write its ledger: {exc}"))
                 return
             self._queue(CommandAck(command_id=command_id))
+
+            def on_output(stream: Stream, offset: int, data: str) -> None:
+                self._on_output(command_id, stream, offset, data)
+
             try:
-                result = await run_command(dispatch)
+                result = await run_command(dispatch, on_output=on_output, cancel=cancel)
             except asyncio.CancelledError:
                 with contextlib.suppress(StateError):
                     self.ledger.finish(failed_result(command_id, STOPPED_ERROR))
@@ -181,24 +246,38 @@ class Channel:
             self._queue(result)
         finally:
             self._commands.pop(command_id, None)
+            self._cancels.pop(command_id, None)
 
     # ---- what the agent says ------------------------------------------------------------
 
-    def _queue(self, message: OutgoingMessage) -> None:
+    def _queue(self, message: CommandAck | CommandResult) -> None:
         key = (message.type, message.command_id)
         self._outbox.pop(key, None)
         self._outbox[key] = message
         self._wake.set()
 
     def pending(self) -> list[OutgoingMessage]:
-        """Acks and results not yet handed to the server, oldest first."""
-        return list(self._outbox.values())
+        """What to hand to the server: acks, then live output, then results (so the output
+        of a command that just finished arrives before its result)."""
+        acks = [message for message in self._outbox.values() if isinstance(message, CommandAck)]
+        results = [m for m in self._outbox.values() if isinstance(m, CommandResult)]
+        return [*acks, *self._output, *results]
 
     async def delivered(self, messages: list[OutgoingMessage]) -> None:
         """The transport has handed these to the server: forget them (results stay in the
         ledger, marked delivered, in case the server dispatches the command again)."""
         results: list[str] = []
+        sent_output = {id(message) for message in messages if isinstance(message, CommandOutput)}
+        if sent_output:
+            while self._output and id(self._output[0]) in sent_output:
+                self._output.popleft()  # the usual case: the oldest frames went first
+            if any(id(frame) in sent_output for frame in self._output):
+                kept = [frame for frame in self._output if id(frame) not in sent_output]
+                self._output.clear()
+                self._output.extend(kept)
         for message in messages:
+            if isinstance(message, CommandOutput):
+                continue
             key = (message.type, message.command_id)
             if self._outbox.get(key) is message:
                 del self._outbox[key]
@@ -231,7 +310,7 @@ class Channel:
         """Return once there is something to send (an outbox message, a due heartbeat) or
         the agent is stopping."""
         while not self.stopping.is_set():
-            if self._outbox or self.light_due() or self.full_due():
+            if self._outbox or self._output or self.light_due() or self.full_due():
                 return
             self._wake.clear()
             delay = min(self._next_light, self._next_full) - time.monotonic()

@@ -4,13 +4,17 @@ This package imports neither the server nor the agent. `docs/protocol.md` docume
 """
 
 from steward.protocol.messages import (
+    FINAL_STATUSES,
     MAX_MESSAGE_BYTES,
     MAX_OUTPUT_BYTES,
+    MAX_OUTPUT_CHUNK,
     PROTOCOL_VERSION,
     AgentConfig,
     AgentMessage,
     CommandAck,
+    CommandCancel,
     CommandDispatch,
+    CommandOutput,
     CommandResult,
     CommandStatus,
     CommandType,
@@ -34,13 +38,17 @@ from steward.protocol.messages import (
 )
 
 __all__ = [
+    "FINAL_STATUSES",
     "MAX_MESSAGE_BYTES",
     "MAX_OUTPUT_BYTES",
+    "MAX_OUTPUT_CHUNK",
     "PROTOCOL_VERSION",
     "AgentConfig",
     "AgentMessage",
     "CommandAck",
+    "CommandCancel",
     "CommandDispatch",
+    "CommandOutput",
     "CommandResult",
     "CommandStatus",
     "CommandType",

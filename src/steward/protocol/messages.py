@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PROTOCOL_VERSION = 1
 # One frame or poll body may not exceed this; larger ones are refused unread.
-MAX_MESSAGE_BYTES = 1024 * 1024
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Each captured stream (stdout, stderr) of a command is cut at this size and marked truncated.
-MAX_OUTPUT_BYTES = 256 * 1024
+MAX_OUTPUT_BYTES = 1024 * 1024
+# Live output travels in `command.output` frames of at most this many characters.
+MAX_OUTPUT_CHUNK = 64 * 1024
 
 _Hostname = Annotated[str, Field(min_length=1, max_length=255)]
 _ShortText = Annotated[str, Field(max_length=255)]
@@ -43,31 +45,63 @@ class MessageType(StrEnum):
     COMMAND_DISPATCH = "command.dispatch"
     COMMAND_ACK = "command.ack"
     COMMAND_RESULT = "command.result"
+    COMMAND_OUTPUT = "command.output"
+    COMMAND_CANCEL = "command.cancel"
     ERROR = "error"
 
 
 class CommandType(StrEnum):
     SHELL = "shell"
+    SCRIPT = "script"
+    PACKAGE_INSTALL = "package.install"
+    PACKAGE_UNINSTALL = "package.uninstall"
+    PACKAGE_UPGRADE = "package.upgrade"
+    PACKAGE_LIST = "package.list"
+    POWER_REBOOT = "power.reboot"
+    POWER_SHUTDOWN = "power.shutdown"
+    POWER_LOGOFF = "power.logoff"
+    MESSAGE = "message"
+    LOCALE_SET = "locale.set"
+    SERVICE_START = "service.start"
+    SERVICE_STOP = "service.stop"
+    SERVICE_RESTART = "service.restart"
+    SERVICE_STATUS = "service.status"
+    PROCESS_LIST = "process.list"
+    PROCESS_KILL = "process.kill"
 
 
 class CommandStatus(StrEnum):
-    PENDING_APPROVAL = "pending_approval"  # server side only: waits for an approver
-    DENIED = "denied"  # server side only: an approver refused it
+    # server side only: before the agent can be told
+    PENDING_APPROVAL = "pending_approval"  # waits for approvers
+    APPROVED = "approved"  # approved; queued in the same step (kept in the history)
+    DENIED = "denied"  # an approver refused it
+    EXPIRED = "expired"  # not approved or not delivered in time
+    HELD = "held"  # part of a job, waiting for its turn (rate control) or its start time
+    # delivery
     QUEUED = "queued"
     SENT = "sent"
     RUNNING = "running"
+    # final
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
-        return self in {
-            CommandStatus.SUCCEEDED,
-            CommandStatus.FAILED,
-            CommandStatus.TIMED_OUT,
-            CommandStatus.DENIED,
-        }
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {
+        CommandStatus.SUCCEEDED,
+        CommandStatus.FAILED,
+        CommandStatus.TIMED_OUT,
+        CommandStatus.CANCELLED,
+        CommandStatus.DENIED,
+        CommandStatus.EXPIRED,
+    }
+)
 
 
 class _Message(BaseModel):
@@ -143,7 +177,12 @@ class CommandResult(_Message):
 
     type: Literal[MessageType.COMMAND_RESULT] = MessageType.COMMAND_RESULT
     command_id: _CommandId
-    status: Literal[CommandStatus.SUCCEEDED, CommandStatus.FAILED, CommandStatus.TIMED_OUT]
+    status: Literal[
+        CommandStatus.SUCCEEDED,
+        CommandStatus.FAILED,
+        CommandStatus.TIMED_OUT,
+        CommandStatus.CANCELLED,
+    ]
     exit_code: int | None = None
     stdout: str = Field(default="", max_length=MAX_OUTPUT_BYTES)
     stderr: str = Field(default="", max_length=MAX_OUTPUT_BYTES)
@@ -152,8 +191,20 @@ class CommandResult(_Message):
     error: _ShortText = ""
 
 
+class CommandOutput(_Message):
+    """Live output of a running command: `data` continues `stream` at character `offset`.
+    Best effort (the final `command.result` carries the whole captured output); a repeated or
+    overlapping chunk is recognised by its offset."""
+
+    type: Literal[MessageType.COMMAND_OUTPUT] = MessageType.COMMAND_OUTPUT
+    command_id: _CommandId
+    stream: Literal["stdout", "stderr"]
+    offset: int = Field(ge=0, le=MAX_OUTPUT_BYTES)
+    data: str = Field(min_length=1, max_length=MAX_OUTPUT_CHUNK)
+
+
 AgentMessage = Annotated[
-    Hello | LightHeartbeat | FullHeartbeat | CommandAck | CommandResult,
+    Hello | LightHeartbeat | FullHeartbeat | CommandAck | CommandResult | CommandOutput,
     Field(discriminator="type"),
 ]
 
@@ -185,6 +236,14 @@ class CommandDispatch(_Message):
     timeout_s: float = Field(gt=0, le=7 * 24 * 3600)
 
 
+class CommandCancel(_Message):
+    """Stop a command: kill it with its process tree if it runs (the result says `cancelled`);
+    never start it if it has not started yet (the agent records it as cancelled)."""
+
+    type: Literal[MessageType.COMMAND_CANCEL] = MessageType.COMMAND_CANCEL
+    command_id: _CommandId
+
+
 class ErrorMessage(_Message):
     """The server refused a frame. The connection stays open unless the code says otherwise."""
 
@@ -194,7 +253,7 @@ class ErrorMessage(_Message):
 
 
 ServerMessage = Annotated[
-    Welcome | AgentConfig | CommandDispatch | ErrorMessage,
+    Welcome | AgentConfig | CommandDispatch | CommandCancel | ErrorMessage,
     Field(discriminator="type"),
 ]
 
