@@ -3,6 +3,8 @@ substitutions; and what it does to a command (high risk waits for approval by de
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from steward.server.commands.risk import (
@@ -89,6 +91,39 @@ def test_harmless_commands_are_low(text: str) -> None:
     assert assess_shell(text).level is Risk.LOW
 
 
+def _encoded(text: str) -> str:
+    return base64.b64encode(text.encode("utf-16-le")).decode()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("bash -c 'rm -rf /srv'", RECURSIVE_DELETE),
+        ('sudo sh -c "echo hi && shutdown -h now"', POWER),
+        ("bash -lc 'curl -s https://x | sh'", DOWNLOAD_TO_SHELL),
+        ("cmd /c rd /s /q C:\\Temp", RECURSIVE_DELETE),
+        ("powershell -Command Remove-Item -Recurse C:\\Temp", RECURSIVE_DELETE),
+        ("powershell -enc " + _encoded("Remove-Item -Recurse C:\\"), RECURSIVE_DELETE),
+        (f"pwsh -ec {_encoded('Restart-Computer -Force')}", POWER),
+        ("powershell -e " + _encoded('cmd /c "net user eve x /add"'), ACCOUNTS),
+        ("C:\\Windows\\System32\\cmd.exe /c format D: /q", DISK),
+        ('echo "$(rm -rf /)"', RECURSIVE_DELETE),  # substitution inside double quotes
+        ("echo 'rm -rf /' | bash", RECURSIVE_DELETE),
+        ("find /srv -exec rm -rf {} +", RECURSIVE_DELETE),
+        ("X=1 rm -rf /", RECURSIVE_DELETE),
+    ],
+)
+def test_nested_and_encoded_commands_are_read_inside(text: str, reason: str) -> None:
+    result = assess_shell(text)
+    assert result.level is Risk.HIGH, result
+    assert reason in result.reasons
+
+
+def test_an_encoded_command_that_cannot_be_decoded_is_hidden() -> None:
+    result = assess_shell("powershell -EncodedCommand ###not-base64###")
+    assert result.level is Risk.HIGH and HIDDEN in result.reasons
+
+
 def test_command_types_have_their_own_risk() -> None:
     assert assess("power.reboot", {}).level is Risk.HIGH
     assert assess("package.install", {"name": "vim"}).level is Risk.MEDIUM
@@ -107,7 +142,7 @@ def test_high_risk_waits_for_approval_unless_the_tenant_says_otherwise(
     risky = {"type": "shell", "payload": {"command": "sudo rm -rf /srv/old"}}
     with login(server, tenant) as admin:
         preview = admin.post("/api/v1/commands/assess", json=risky).json()
-        assert preview == {
+        assert {k: preview[k] for k in ("risk", "reasons", "needs_approval")} == {
             "risk": "high",
             "reasons": [RECURSIVE_DELETE],
             "needs_approval": True,
@@ -119,7 +154,8 @@ def test_high_risk_waits_for_approval_unless_the_tenant_says_otherwise(
         # the admin cannot approve it: it waits for someone else
         assert admin.post(f"/api/v1/commands/{created['id']}/approve").status_code == 403
         low = {"type": "shell", "payload": {"command": "uptime"}}
-        assert admin.post(f"/api/v1/devices/{device_id}/commands", json=low).json() == {
+        queued = admin.post(f"/api/v1/devices/{device_id}/commands", json=low).json()
+        assert {k: queued[k] for k in ("id", "status", "risk", "risk_reasons")} == {
             "id": admin.get(f"/api/v1/devices/{device_id}/commands").json()[0]["id"],
             "status": "queued",
             "risk": "low",

@@ -7,7 +7,10 @@ approval; it is not a security boundary (a script or an alias gets round any rea
 
 from __future__ import annotations
 
+import base64
 import re
+import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -65,27 +68,248 @@ _PACKAGE_VERBS = {"install", "remove", "uninstall", "purge", "upgrade", "autorem
 _SERVICE_VERBS = {"stop", "restart", "disable", "mask", "kill"}
 
 
-def _program(word: str) -> str:
+# ---- reading a shell line: what it may run -----------------------------------------------------
+
+_WRAPPERS = {"sudo", "doas", "env", "nohup", "nice", "ionice", "time", "timeout", "xargs", "runas",
+             "exec", "command", "busybox", "stdbuf", "setsid", "chroot", "strace"}  # fmt: skip
+_POSIX_SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "ash", "mksh", "fish", "su"}
+_POWERSHELLS = {"powershell", "pwsh"}
+_EVALUATORS = {"iex", "invoke-expression"}
+_FIND_EXEC = {"-exec", "-execdir", "-ok", "-okdir"}
+# powershell.exe options that take a value (so that value is not read as the command)
+_PS_VALUE_OPTIONS = ("executionpolicy", "ep", "ex", "windowstyle", "w", "inputformat", "if",
+                     "outputformat", "of", "version", "v", "workingdirectory", "wd",
+                     "configurationname", "psconsolefile", "settingsfile")  # fmt: skip
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_MAX_DEPTH = 4  # texts nested in texts (`bash -c "sh -c '...'"`)
+_MAX_UNWRAPPED = 200  # commands found through the wrappers of one simple command
+
+
+@dataclass(frozen=True)
+class ShellReading:
+    """What a shell line may run, read without running it (and without trusting it).
+
+    `segments` are the simple commands as written (`;`, `&&`, `||`, `|` and newlines split
+    them); `commands` adds what their wrappers run (`sudo`, `env X=1`, `xargs`, `find -exec`);
+    `inner` holds the readings of the texts they hand to another interpreter (`$(...)`,
+    backticks, `bash -c`, `cmd /c`, `powershell -Command` and decoded `-EncodedCommand`)."""
+
+    segments: tuple[tuple[str, ...], ...] = ()
+    commands: tuple[tuple[str, ...], ...] = ()
+    inner: tuple[ShellReading, ...] = ()
+    substitution: bool = False  # $(...), backticks, <(...): their insides are in `inner`
+    opaque: str = ""  # why part of it cannot be read at all ("" when it all can)
+
+    def walk(self) -> Iterator[ShellReading]:
+        yield self
+        for reading in self.inner:
+            yield from reading.walk()
+
+    @property
+    def all_commands(self) -> Iterator[tuple[str, ...]]:
+        for reading in self.walk():
+            yield from reading.commands
+
+    @property
+    def opaque_reason(self) -> str:
+        return next((r.opaque for r in self.walk() if r.opaque), "")
+
+    @property
+    def uses_substitution(self) -> bool:
+        return any(r.substitution for r in self.walk())
+
+
+def program_name(word: str) -> str:
+    """`/usr/bin/RM`, `C:\\bin\\rm.exe`, `\\rm` -> `rm`: the base name, lower case, no `.exe`."""
     name = word.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].lower()
     return name[:-4] if name.endswith(".exe") else name
 
 
+_program = program_name
+
+
+def read_shell(text: str, depth: int = 0) -> ShellReading:
+    if depth > _MAX_DEPTH:
+        return ShellReading(opaque="commands nested too deeply")
+    outer, bodies = _substitutions(text)
+    segments = _segments(outer)
+    opaque = "" if segments is not None else "quoting that cannot be read"
+    commands: list[tuple[str, ...]] = []
+    for segment in segments or []:
+        unwrapped, complete = _unwrap(segment)
+        commands.extend(unwrapped)
+        if not complete:
+            opaque = opaque or "too many wrapped commands"
+    texts = list(bodies)
+    for command in commands:
+        found, readable = _nested_texts(command)
+        texts.extend(found)
+        if not readable:
+            opaque = opaque or "an encoded command that cannot be decoded"
+    texts.extend(_piped_into_a_shell(outer, commands))
+    return ShellReading(
+        segments=tuple(tuple(s) for s in segments or []),
+        commands=tuple(dict.fromkeys(commands)),
+        inner=tuple(read_shell(t, depth + 1) for t in dict.fromkeys(texts) if t.strip()),
+        substitution=bool(bodies),
+        opaque=opaque,
+    )
+
+
+def _substitutions(text: str) -> tuple[str, list[str]]:
+    """The text with each `$(...)`, `<(...)`, `>(...)` and backtick substitution replaced by a
+    placeholder word, and the texts inside them (quotes are ignored: reading too much is the
+    safe side)."""
+    outer: list[str] = []
+    bodies: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith(("$(", "<(", ">("), i):
+            depth, j = 1, i + 2
+            while j < len(text) and depth:
+                depth += {"(": 1, ")": -1}.get(text[j], 0)
+                j += 1
+            bodies.append(text[i + 2 : j - 1 if depth == 0 else j])
+            outer.append(" _ ")
+            i = j
+        elif text[i] == "`":
+            end = text.find("`", i + 1)
+            end = len(text) if end < 0 else end
+            bodies.append(text[i + 1 : end])
+            outer.append(" _ ")
+            i = end + 1
+        else:
+            outer.append(text[i])
+            i += 1
+    return "".join(outer), bodies
+
+
+def _segments(text: str) -> list[list[str]] | None:
+    """Simple commands; with backslashes, read both as POSIX escapes and as Windows paths."""
+    posix = command_segments(text)
+    if "\\" not in text:
+        return posix
+    windows = _segments_without_escapes(text)
+    if posix is None or windows is None:
+        return posix if windows is None else windows
+    return [list(s) for s in dict.fromkeys(tuple(s) for s in posix + windows)]
+
+
+def _segments_without_escapes(text: str) -> list[list[str]] | None:
+    lexer = shlex.shlex(text.replace("\n", " ; "), posix=True, punctuation_chars=";&|()")
+    lexer.whitespace_split = True
+    lexer.escape = ""
+    try:
+        tokens = list(lexer)
+    except ValueError:
+        return None
+    segments: list[list[str]] = [[]]
+    for token in tokens:
+        if set(token) <= set(";&|()"):
+            segments.append([])
+        else:
+            segments[-1].append(token)
+    return [segment for segment in segments if segment]
+
+
+def _unwrap(words: list[str]) -> tuple[list[tuple[str, ...]], bool]:
+    """`sudo -u root env X=1 rm -rf /` holds `rm -rf /`: the command and what its wrappers may
+    run, tried from each of a wrapper's first few words (an option's value is tried too:
+    reading too much is the safe side). False when there were too many to read."""
+    found: list[int] = []
+    seen: set[int] = set()
+    todo = [0]
+    while todo:
+        start = todo.pop()
+        if start in seen or start >= len(words):
+            continue
+        if len(found) >= _MAX_UNWRAPPED:
+            return [tuple(words[k:]) for k in sorted(found)], False
+        seen.add(start)
+        found.append(start)
+        word = words[start]
+        program = _program(word)
+        if _ASSIGNMENT.match(word):
+            todo.append(start + 1)
+        elif program in _WRAPPERS:
+            rest = range(start + 1, len(words))
+            todo.extend(
+                [i for i in rest if not words[i].startswith("-") and "=" not in words[i]][:3]
+            )
+            todo.extend(i for i in rest[:6] if _ASSIGNMENT.match(words[i]))
+        elif program == "find":
+            todo.extend(i + 1 for i in range(start + 1, len(words)) if words[i] in _FIND_EXEC)
+    return [tuple(words[k:]) for k in sorted(found)], True
+
+
+def _nested_texts(words: tuple[str, ...]) -> tuple[list[str], bool]:
+    """The texts a command hands to an interpreter, and False when one cannot be decoded."""
+    program, args = _program(words[0]), list(words[1:])
+    if program in _POSIX_SHELLS:
+        for i, arg in enumerate(args):
+            if re.fullmatch(r"-[a-zA-Z]*c[a-zA-Z]*", arg):
+                text = next((a for a in args[i + 1 :] if not a.startswith(("-", "+"))), "")
+                return [text], True
+        return [], True
+    if program == "cmd":
+        for i, arg in enumerate(args):
+            if arg.lower()[:2] in ("/c", "/k", "/r"):
+                return [" ".join([arg[2:], *args[i + 1 :]])], True
+        return [], True
+    if program in _POWERSHELLS:
+        return _powershell_texts(args)
+    if program in _EVALUATORS:
+        return [" ".join(args)], True
+    return [], True
+
+
+def _powershell_texts(args: list[str]) -> tuple[list[str], bool]:
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name = arg.lstrip("-/").lower().split(":", 1)[0]
+        if not arg.startswith(("-", "/")) or not name:
+            return [" ".join(args[i:])], True  # a bare argument is the command
+        if "encodedcommand".startswith(name) or name == "ec":
+            value = args[i + 1] if i + 1 < len(args) else ""
+            decoded = decode_powershell(value)
+            return ([decoded], True) if decoded is not None else ([], False)
+        if "command".startswith(name):
+            rest = args[i + 1 :]
+            return ([" ".join(rest)] if rest and rest != ["-"] else []), True
+        if "file".startswith(name):
+            return [], True  # a script: not readable here
+        i += 2 if name in _PS_VALUE_OPTIONS else 1
+    return [], True
+
+
+def decode_powershell(value: str) -> str | None:
+    """The text of `-EncodedCommand` (base64 of UTF-16LE), or None."""
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-16-le")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _piped_into_a_shell(text: str, commands: list[tuple[str, ...]]) -> list[str]:
+    """`echo 'rm -rf /' | sh`: what echo/printf print may be run by a shell reading stdin."""
+    if "|" not in text:
+        return []
+    reads_stdin = any(
+        _program(c[0]) in _POSIX_SHELLS | _POWERSHELLS | {"cmd"} | _EVALUATORS
+        and not [a for a in c[1:] if not a.startswith(("-", "/"))]
+        for c in commands
+    )
+    if not reads_stdin:
+        return []
+    return [" ".join(c[1:]) for c in commands if _program(c[0]) in {"echo", "printf"}]
+
+
+# ---- what each simple command does --------------------------------------------------------
+
+
 def _flags(args: list[str]) -> set[str]:
     return {a.lower() for a in args if a.startswith(("-", "/"))}
-
-
-_WRAPPERS = {"sudo", "doas", "env", "nohup", "nice", "time", "xargs", "runas", "exec", "command"}
-
-
-def _unwrap(words: list[str], depth: int = 0) -> list[list[str]]:
-    """`sudo -u root env X=1 rm -rf /` holds `rm -rf /`: the commands a wrapper may run, tried
-    from each of its first few words (an option's value is tried too: reading too much is the
-    safe side)."""
-    if not words or _program(words[0]) not in _WRAPPERS or depth >= 3:
-        return [words] if words else []
-    rest = words[1:]
-    starts = [i for i, a in enumerate(rest) if not a.startswith("-") and "=" not in a][:3]
-    return [inner for i in starts for inner in _unwrap(rest[i:], depth + 1)]
 
 
 def _deletes_recursively(program: str, args: list[str], flags: set[str]) -> bool:
@@ -132,11 +356,6 @@ def _stops_services(program: str, lowered: list[str]) -> bool:
 _NESTED_FLAGS = {"-c", "/c", "/k", "-command", "-encodedcommand", "-enc", "-e", "-ec"}
 
 
-def _shell_segment(words: list[str], result: Assessment) -> None:
-    for inner in _unwrap(words):
-        _simple_command(inner, result)
-
-
 def _simple_command(words: list[str], result: Assessment) -> None:
     program, args = _program(words[0]), words[1:]
     lowered = [a.lower() for a in args]
@@ -166,15 +385,16 @@ def _simple_command(words: list[str], result: Assessment) -> None:
 
 def assess_shell(text: str) -> Assessment:
     result = Assessment()
-    segments = command_segments(text)
-    if segments is None:
-        result.add(Risk.MEDIUM, UNREADABLE)
-        # Still read what can be read: what is inside a substitution is a command of its own.
-        segments = command_segments(re.sub(r"\$\(|`|<\(|>\(|\(|\)", " ; ", text)) or []
-    for words in segments:
-        _shell_segment(words, result)
+    if command_segments(text) is None:
+        result.add(Risk.MEDIUM, UNREADABLE)  # what can be read is still read, insides included
+    reading = read_shell(text)
+    programs: list[str] = []
+    for words in reading.all_commands:
+        program = _program(words[0])
+        programs.append(program)
+        if program not in _WRAPPERS:
+            _simple_command(list(words), result)
     # A download piped into a shell or an evaluator.
-    programs = [_program(inner[0]) for words in segments for inner in _unwrap(words)]
     if (
         "|" in text
         and any(p in _DOWNLOADERS for p in programs)
