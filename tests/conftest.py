@@ -75,6 +75,7 @@ def _server_overrides() -> dict[str, object]:
         "watched_heartbeat_interval_s": 0.5,
         "offline_sweep_interval_s": 0.5,
         "status_flush_interval_s": 0.2,
+        "job_sweep_interval_s": 0.5,
     }
 
 

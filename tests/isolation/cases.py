@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -477,6 +478,21 @@ CASES: list[Case] = [
     exempt("GET", "/docs/oauth2-redirect", "Swagger UI helper page, no data"),
     exempt("MOUNT", "/static", "CSS, scripts and images shipped with the console"),
 ]
+
+
+def _area_cases() -> list[Case]:
+    """Cases kept beside this file in `cases_<area>.py` modules (each defines `CASES`)."""
+    import importlib
+    import pkgutil
+
+    found: list[Case] = []
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if module.name.startswith("cases_"):
+            found.extend(importlib.import_module(f"tests.isolation.{module.name}").CASES)
+    return found
+
+
+CASES.extend(_area_cases())
 
 
 def discover_routes(app: FastAPI) -> set[tuple[str, str]]:

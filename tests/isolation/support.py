@@ -57,6 +57,7 @@ class Side:
     emails: dict[str, str] = field(default_factory=dict)  # role -> e-mail
     csrf: str = ""
     account: dict[str, str] = field(default_factory=dict)  # the viewer's user, session, token
+    extra: dict[str, str] = field(default_factory=dict)  # objects of `seed_<area>.py` modules
 
 
 @dataclass
@@ -81,6 +82,7 @@ class World:
             "a_admin_email": self.a.tenant.admin_email,
             **b.account,  # user_id, session_id, token_id: B's viewer's
             "a_user_id": self.a.account["user_id"],
+            **b.extra,
         }
 
     @property
@@ -98,6 +100,7 @@ class World:
             str(b.tenant.tenant_id),
             b.tenant.slug,
             *b.account.values(),
+            *b.extra.values(),
         ]
 
     def credentials(self, role: str, *, console: bool, of: Side | None = None) -> dict[str, str]:
@@ -124,8 +127,27 @@ def build_world(server: LiveServer, seeder: Seeder) -> World:
         side.tokens["viewer"] = _token(server, side.tenant, side.emails["viewer"])
         side.account = _account_ids(server, side)
     b.account["mfa_token"] = _mfa_challenge(server, seeder, b.tenant)
+    for side in (a, b):
+        side.extra = _area_objects(server, side)
     a.csrf = _console_csrf(server, a.tenant)
     return World(server, a, b, tenant_rows(server, b.tenant.tenant_id))
+
+
+def _area_objects(server: LiveServer, side: Side) -> dict[str, str]:
+    """Objects of later areas (scripts, jobs, ...): each `seed_<area>.py` beside this file has
+    `seed(api, side) -> {name: id}`, called with a client signed in as the tenant's admin. The
+    names fill case templates; B's values must never show up in an answer to A."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    found: dict[str, str] = {}
+    for module in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=str):
+        if module.name.startswith("seed_"):
+            seed = importlib.import_module(f"tests.isolation.{module.name}").seed
+            with login(server, side.tenant) as api:
+                found.update(seed(api, side))
+    return found
 
 
 def _side(server: LiveServer, seeder: Seeder, label: str, devices: int) -> Side:

@@ -148,6 +148,22 @@ REQUESTS: dict[Key, Request] = {
 }
 
 
+def _area_requests() -> dict[Key, Request]:
+    """Requests kept beside this file in `requests_<area>.py` modules (each defines
+    `REQUESTS`)."""
+    import importlib
+    import pkgutil
+
+    found: dict[Key, Request] = {}
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if module.name.startswith("requests_"):
+            found.update(importlib.import_module(f"tests.permissions.{module.name}").REQUESTS)
+    return found
+
+
+REQUESTS.update(_area_requests())
+
+
 # Where a handler refuses a role beyond the permission the route requires: (route, role) ->
 # why. The matrix then expects 403 for that role although the role holds the permission.
 REFUSED_BEYOND_PERMISSION: dict[tuple[Key, str], str] = {
@@ -155,6 +171,21 @@ REFUSED_BEYOND_PERMISSION: dict[tuple[Key, str], str] = {
         "the handler refuses customers the organisation profile (device.view is not enough)"
     ),
 }
+
+
+def _area_refusals() -> dict[tuple[Key, str], str]:
+    import importlib
+    import pkgutil
+
+    found: dict[tuple[Key, str], str] = {}
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if module.name.startswith("requests_"):
+            area = importlib.import_module(f"tests.permissions.{module.name}")
+            found.update(getattr(area, "REFUSED_BEYOND_PERMISSION", {}))
+    return found
+
+
+REFUSED_BEYOND_PERMISSION.update(_area_refusals())
 
 
 def request_for(route: Route) -> tuple[str, Request]:

@@ -223,7 +223,11 @@ async def test_a_session_context_cannot_be_switched(
 
 # Composite indexes that serve system work across tenants, where a leading tenant_id would not
 # help: the gateway's per-device queue and the offline sweep over every tenant.
-SYSTEM_INDEXES = {"ix_commands_device_status", "ix_device_status_online_offline_after"}
+SYSTEM_INDEXES = {
+    "ix_commands_device_status",
+    "ix_device_status_online_offline_after",
+    "ix_commands_status_expires",  # the expiry sweep, across tenants
+}
 
 
 def test_tenant_id_is_indexed_and_leads_composite_indexes() -> None:

@@ -9,8 +9,8 @@ import httpx
 from sqlalchemy import select
 
 from steward.protocol import CommandResult, CommandStatus
+from steward.server.commands.delivery import record_result
 from steward.server.commands.models import Command
-from steward.server.commands.service import record_result
 from steward.server.runtime import Runtime
 from tests.web.support import World, csrf_token, htmx, login, make_user
 
@@ -56,6 +56,7 @@ async def test_panel_stops_polling_once_the_result_is_final(
     async with runtime.system_sessions() as session:
         await record_result(
             session,
+            command.tenant_id,
             world.device_id,
             CommandResult(
                 command_id=str(command.id),

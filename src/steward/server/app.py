@@ -16,16 +16,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from steward import __version__
+from steward.protocol import MAX_MESSAGE_BYTES
 from steward.server.accounts.account_routes import router as account_router
 from steward.server.accounts.admin_routes import router as users_router
 from steward.server.accounts.routes import router as auth_router
 from steward.server.audit.routes import router as audit_router
+from steward.server.commands.policy_routes import router as command_policy_router
 from steward.server.commands.routes import router as commands_router
+from steward.server.commands.stream_routes import router as command_stream_router
 from steward.server.devices.routes import router as devices_router
 from steward.server.errors import StewardError
 from steward.server.gateway.routes import router as gateway_router
+from steward.server.jobs.routes import router as jobs_router
 from steward.server.platform.routes import router as platform_router
 from steward.server.runtime import Runtime
+from steward.server.scripts.routes import router as scripts_router
 from steward.server.settings import Settings, load_settings
 from steward.server.tenancy.hosts import HostMiddleware
 from steward.server.web import mount_console
@@ -51,6 +56,9 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 class BodySizeLimit:
     """Refuse request bodies over the limit, by header or while streaming (413)."""
 
+    # An agent's poll carries whole results (1 MiB of output per stream, escaped in JSON).
+    AGENT_POLL = "/api/agent/v1/poll"
+
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -59,8 +67,9 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = MAX_MESSAGE_BYTES if scope.get("path") == self.AGENT_POLL else self.max_bytes
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self._refuse(send)
             return
         received = 0
@@ -71,7 +80,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     refused = True
                     raise _TooLarge
             return message
@@ -141,6 +150,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router)
     app.include_router(devices_router)
     app.include_router(commands_router)
+    app.include_router(command_stream_router)
+    app.include_router(command_policy_router)
+    app.include_router(scripts_router)
+    app.include_router(jobs_router)
     app.include_router(audit_router)
     app.include_router(gateway_router)
     app.include_router(platform_router)

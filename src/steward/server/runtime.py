@@ -22,6 +22,8 @@ from steward.server.devices.service import prune_metrics
 from steward.server.gateway.admission import AdmissionGate
 from steward.server.gateway.hub import AgentHub
 from steward.server.gateway.status import StatusBuffer
+from steward.server.jobs.runner import JobRunner
+from steward.server.jobs.schedules import ScheduleFirer
 from steward.server.ratelimit import OncePerWindow, SlidingWindowLimiter
 from steward.server.settings import Settings
 from steward.server.tenancy.hosts import TenantResolver
@@ -44,6 +46,7 @@ class Runtime:
     refusals: OncePerWindow  # refused requests recorded once a minute per user and route
     admission: AdmissionGate
     tenants: TenantResolver
+    jobs: JobRunner
     audit_forwarder: AuditForwarder | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -54,6 +57,11 @@ class Runtime:
         system_sessions = create_session_factory(engine, system=True)
         bus = InMemoryBus()
         status = StatusBuffer(system_sessions, settings.missed_heartbeats_offline)
+        hub = AgentHub(settings, system_sessions, bus, status)
+        jobs = JobRunner(system_sessions, hub.notify_command)
+        hub.on_job_progress = jobs.advance
+        firer = ScheduleFirer(sessions, system_sessions, settings.command_timeout_s, jobs.advance)
+        jobs.fire_schedules = firer.fire_due
         return cls(
             settings=settings,
             engine=engine,
@@ -61,7 +69,8 @@ class Runtime:
             system_sessions=system_sessions,
             bus=bus,
             status=status,
-            hub=AgentHub(settings, system_sessions, bus, status),
+            hub=hub,
+            jobs=jobs,
             pin_failures=SlidingWindowLimiter(settings.pin_failures_per_minute, 60.0),
             login_throttle=LoginThrottle(),
             lockout=Lockout(system_sessions),
@@ -82,8 +91,10 @@ class Runtime:
         s = self.settings
         self._tasks = [
             self._every(s.status_flush_interval_s, self.status.flush, "status flush"),
+            self._every(s.status_flush_interval_s, self.hub.output.flush, "output flush"),
             self._every(s.offline_sweep_interval_s, self.status.sweep_offline, "offline sweep"),
             self._every(1.0, self.hub.expire_watches, "watch expiry"),
+            self._every(s.job_sweep_interval_s, self.jobs.sweep, "job sweep"),
             self._every(3600.0, self.prune_history, "metrics retention"),
         ]
 
@@ -93,6 +104,8 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.status.flush()  # keep the last states of a clean shutdown
+        with contextlib.suppress(Exception):
+            await self.hub.output.flush()
         if self.audit_forwarder is not None:
             await self.audit_forwarder.stop()
         await self.bus.stop()

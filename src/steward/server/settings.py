@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     metrics_retention_days: int = 14
 
     command_timeout_s: float = 300.0
+    # Expiry, due jobs and schedules, and a catch-up for jobs whose wake-up was lost.
+    job_sweep_interval_s: float = 2.0
     max_agent_connections: int = 19_000
     agent_handshakes_concurrent: int = 16
     agent_handshake_wait_s: float = 5.0

@@ -35,6 +35,12 @@ class SecuritySettings(BaseModel):
     password_min_length: int = Field(default=10, ge=10, le=128)
     # High-risk commands (commands/risk.py) wait for someone else's approval.
     approval_for_high_risk: bool = True
+    # ... by two different people (never the requester).
+    two_approvers_for_high_risk: bool = False
+    # A command or job nobody decided on within this time expires.
+    approval_expiry_h: int = Field(default=24, ge=1, le=7 * 24)
+    # A command not delivered within this time (the device stayed offline) expires.
+    command_expiry_h: int = Field(default=24, ge=1, le=30 * 24)
     # Console and API only accept these source networks (empty: any). Agents are not affected.
     ip_allowlist: list[str] = Field(default_factory=list, max_length=200)
 

@@ -17,6 +17,8 @@ class Command(UUIDPrimaryKey, CreatedAt, TenantOwned, Base):
     __table_args__ = (
         Index("ix_commands_tenant_device_created", "tenant_id", "device_id", "created_at"),
         Index("ix_commands_device_status", "device_id", "status"),
+        Index("ix_commands_job_status", "tenant_id", "job_id", "status"),
+        Index("ix_commands_status_expires", "status", "expires_at"),
     )
 
     device_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("devices.id", ondelete="CASCADE"))
@@ -34,6 +36,14 @@ class Command(UUIDPrimaryKey, CreatedAt, TenantOwned, Base):
     # commands/risk.py: how dangerous it looked when submitted, and why.
     risk: Mapped[str] = mapped_column(String(8), default="low", server_default="low")
     risk_reasons: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=True
+    )
+    # Not delivered by then (still queued or held): expired. Approval must come by then too.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    approval_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    approvals_needed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -11,20 +11,27 @@ from steward.server.devices.models import (
     DeviceStatus,
     EnrollmentPin,
 )
+from steward.server.jobs.models import Approval, CommandTransition, DeviceTag, Job, Schedule
 from steward.server.platform.models import PlatformAdmin
+from steward.server.scripts import models as _script_models  # noqa: F401  (tables)
 from steward.server.tenancy.models import Group, Tenant
 
 __all__ = [
     "AgentCredential",
+    "Approval",
     "AuditEvent",
     "Base",
     "Command",
+    "CommandTransition",
     "Device",
     "DeviceMetric",
     "DeviceStatus",
+    "DeviceTag",
     "EnrollmentPin",
     "Group",
+    "Job",
     "PlatformAdmin",
+    "Schedule",
     "Tenant",
     "User",
 ]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.protocol import (
     CommandAck,
+    CommandOutput,
     CommandResult,
     CommandStatus,
     FullHeartbeat,
@@ -19,7 +21,7 @@ from steward.protocol import (
     LightHeartbeat,
 )
 from steward.server.audit.service import record
-from steward.server.commands import service as commands
+from steward.server.commands import delivery as commands
 from steward.server.db.base import utcnow
 from steward.server.devices.enrollment import AgentIdentity
 from steward.server.devices.models import Device
@@ -34,7 +36,7 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-AgentMessageT = Hello | LightHeartbeat | FullHeartbeat | CommandAck | CommandResult
+AgentMessageT = Hello | LightHeartbeat | FullHeartbeat | CommandAck | CommandResult | CommandOutput
 
 
 async def handle_message(
@@ -82,12 +84,29 @@ async def handle_message(
             .where(Device.id == device_id)
             .values(agent_version=message.agent_version, hostname=message.hostname)
         )
+    elif isinstance(message, CommandOutput):
+        # Memory only (written behind); the session is only read, once per command.
+        await hub.output.feed(identity.tenant_id, device_id, message, session)
     elif isinstance(message, CommandAck):
-        await commands.mark_running(session, device_id, message.command_id)
+        await commands.mark_running(session, identity.tenant_id, device_id, message.command_id)
+        _after_commit(session, functools.partial(hub.output.started, message.command_id))
     elif isinstance(message, CommandResult):
-        if not await commands.record_result(session, device_id, message):
+        recorded = await commands.record_result(session, identity.tenant_id, device_id, message)
+        if recorded is None:
             log.debug("ignored repeated or unknown result %s", message.command_id)
             return
+        if recorded.job_id is not None:  # its job may release the next devices
+            _after_commit(session, functools.partial(hub.job_progress, recorded.job_id))
+        _after_commit(
+            session,
+            functools.partial(
+                hub.output.finished,
+                message.command_id,
+                status=message.status,
+                exit_code=message.exit_code,
+                error=message.error,
+            ),
+        )
         # Recorded once the caller has committed the result (its own transaction, later).
         _in_background(
             record(
@@ -105,6 +124,17 @@ async def handle_message(
 
 
 _background: set[asyncio.Task[object]] = set()
+
+
+def _after_commit(
+    session: AsyncSession, work: Callable[[], Coroutine[object, object, object]]
+) -> None:
+    """Start `work` once the caller commits: live viewers then reload the stored state."""
+
+    def run(_session: object) -> None:
+        _in_background(work())
+
+    event.listen(session.sync_session, "after_commit", run, once=True)
 
 
 def _in_background(work: Coroutine[object, object, object]) -> None:

@@ -16,15 +16,18 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from steward.protocol import AgentConfig, CommandDispatch, ErrorMessage, Welcome
+from steward.protocol import AgentConfig, CommandCancel, CommandDispatch, ErrorMessage, Welcome
 from steward.server.bus import AGENT_CHANNEL, Bus
-from steward.server.commands import service as commands
+from steward.server.commands import delivery as commands
+from steward.server.commands.output import OutputHub
 from steward.server.gateway.status import StatusBuffer
 from steward.server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Sender = Callable[[AgentConfig | CommandDispatch | ErrorMessage | Welcome], Awaitable[None]]
+Sender = Callable[
+    [AgentConfig | CommandDispatch | CommandCancel | ErrorMessage | Welcome], Awaitable[None]
+]
 
 
 @dataclass(eq=False)
@@ -52,8 +55,11 @@ class AgentHub:
         self.system_sessions = sessions
         self._bus = bus
         self.status = status
+        self.output = OutputHub(sessions, bus)  # live command output (commands/output.py)
         self._connections: dict[uuid.UUID, AgentConnection] = {}
         self._watched_until: dict[uuid.UUID, float] = {}
+        # Set by the runtime: a job's command finished (jobs/runner.py releases the next ones).
+        self.on_job_progress: Callable[[uuid.UUID], Awaitable[None]] | None = None
         bus.subscribe(AGENT_CHANNEL, self._on_bus_message)
 
     # ---- connections -------------------------------------------------------------------------
@@ -129,32 +135,56 @@ class AgentHub:
         """Call after the command's transaction committed."""
         await self._bus.publish(AGENT_CHANNEL, {"kind": "wake", "device_id": str(device_id)})
 
+    async def notify_cancel(self, device_id: uuid.UUID) -> None:
+        """Call after a cancel was committed: the agent holding the device kills its command."""
+        await self._bus.publish(AGENT_CHANNEL, {"kind": "cancel", "device_id": str(device_id)})
+
+    async def job_progress(self, job_id: uuid.UUID) -> None:
+        if self.on_job_progress is not None:
+            await self.on_job_progress(job_id)
+
+    async def send_cancels(self, device_id: uuid.UUID) -> int:
+        connection = self._connections.get(device_id)
+        if connection is None:
+            return 0
+        async with self._sessions() as session:
+            cancels = await commands.cancels_for(session, device_id)
+            await session.commit()
+        for command_id in cancels:
+            try:
+                await connection.send(CommandCancel(command_id=command_id))
+            except Exception:
+                log.info("cancel to %s failed; sent again when it reconnects", device_id)
+                return 0
+        return len(cancels)
+
     async def dispatch_pending(self, device_id: uuid.UUID, *, all_unfinished: bool) -> int:
         """Send this device's commands over its connection here, if it has one."""
         connection = self._connections.get(device_id)
         if connection is None:
             return 0
         async with connection.dispatch_lock:
-            # No transaction stays open while we wait on the network.
+            # Marked sent before it is sent (an ack may come back before a later commit would),
+            # and no transaction stays open while we wait on the network. A send that fails
+            # leaves it `sent`: the next connection gets every unfinished command again.
             async with self._sessions() as session:
                 resend_after = None if all_unfinished else 3600.0
                 pending = await commands.pending_for(
                     session, device_id, resend_after_s=resend_after
                 )
+                await commands.mark_sent(
+                    session, connection.tenant_id, device_id, [c.id for c in pending]
+                )
                 await session.commit()
-            sent: list[uuid.UUID] = []
+            sent = 0
             for command in pending:
                 try:
                     await connection.send(commands.to_dispatch(command))
                 except Exception:
-                    log.info("dispatch to %s failed; it stays queued", device_id)
+                    log.info("dispatch to %s failed; sent again when it reconnects", device_id)
                     break
-                sent.append(command.id)
-            if sent:
-                async with self._sessions() as session:
-                    await commands.mark_sent(session, device_id, sent)
-                    await session.commit()
-            return len(sent)
+                sent += 1
+            return sent
 
     async def _on_bus_message(self, message: dict[str, Any]) -> None:
         try:
@@ -169,6 +199,8 @@ class AgentHub:
         kind = message.get("kind")
         if kind == "wake":
             await self.dispatch_pending(device_id, all_unfinished=False)
+        elif kind == "cancel":
+            await self.send_cancels(device_id)
         elif kind == "watch":
             self._watched_until[device_id] = time.monotonic() + self.settings.watch_ttl_s
             await self._push_config(device_id)

@@ -18,6 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from steward.protocol import (
     MAX_MESSAGE_BYTES,
+    CommandCancel,
     EnrollRequest,
     EnrollResponse,
     ErrorMessage,
@@ -31,7 +32,7 @@ from steward.protocol import (
     parse_agent_message,
 )
 from steward.server.audit.service import record
-from steward.server.commands import service as commands
+from steward.server.commands import delivery as commands
 from steward.server.deps import RuntimeDep, SystemSessionDep
 from steward.server.devices import enrollment
 from steward.server.devices.models import Device
@@ -128,10 +129,17 @@ async def poll(request: Request, runtime: RuntimeDep, session: SystemSessionDep)
     pending = await commands.pending_for(
         session, identity.device_id, resend_after_s=max(30.0, interval * 3)
     )
-    await commands.mark_sent(session, identity.device_id, [c.id for c in pending])
+    await commands.mark_sent(
+        session, identity.tenant_id, identity.device_id, [c.id for c in pending]
+    )
+    cancels = await commands.cancels_for(session, identity.device_id)
     await session.commit()
     return PollResponse(
-        messages=[hub.config_for(identity.device_id), *(commands.to_dispatch(c) for c in pending)],
+        messages=[
+            hub.config_for(identity.device_id),
+            *(CommandCancel(command_id=command_id) for command_id in cancels),
+            *(commands.to_dispatch(c) for c in pending),
+        ],
         light_heartbeat_interval_s=interval,
         full_heartbeat_interval_s=runtime.settings.full_heartbeat_interval_s,
     )
@@ -221,6 +229,7 @@ async def agent_socket(websocket: WebSocket) -> None:
         hub.status.seen(
             identity.device_id, identity.tenant_id, transport="ws", interval_s=connection.interval_s
         )
+        await hub.send_cancels(identity.device_id)
         await hub.dispatch_pending(identity.device_id, all_unfinished=True)
         await _receive_loop(runtime, websocket, connection, identity, send)
     except (TimeoutError, WebSocketDisconnect, ConnectionError):

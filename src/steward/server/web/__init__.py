@@ -12,13 +12,16 @@ from steward.server.web import (
     account_mfa,
     audit,
     auth,
+    command_policy,
     commands,
     devices,
     enroll,
     groups,
     invite,
+    jobs,
     organisation,
     platform,
+    scripts,
     security_settings,
     users,
 )
@@ -36,10 +39,13 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(devices.router)
     app.include_router(devices.data_router)
     app.include_router(commands.router)
+    app.include_router(jobs.router)  # jobs, composer, schedules, device tags
     app.include_router(groups.router)
     app.include_router(audit.router)
     app.include_router(organisation.router)
     app.include_router(security_settings.router)
+    app.include_router(command_policy.router)
+    app.include_router(scripts.router)
     app.include_router(account.router)
     app.include_router(account_mfa.router)
     app.include_router(users.router)
