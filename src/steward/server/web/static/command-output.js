@@ -8,6 +8,7 @@
   if (typeof EventSource === "undefined") return; // the panel keeps polling
 
   var STREAMS = ["stdout", "stderr"];
+  var MAX_RETRIES = 3;
   var sources = new WeakMap(); // panel -> its EventSource
 
   function stuckToBottom(pre) {
@@ -92,12 +93,31 @@
       markTruncated(chunk.stream, chunk.truncated);
     });
     // The status badge, exit code and final output come from the server's own rendering.
-    source.addEventListener("status", reload);
+    source.addEventListener("status", function (event) {
+      // A status the panel already shows (the ack's "running" may arrive after it rendered)
+      // changes nothing; any other one re-renders the panel once.
+      try {
+        if (JSON.parse(event.data).status === panel.dataset.status) return;
+      } catch (error) {
+        /* an unreadable event: re-render to be safe */
+      }
+      reload();
+    });
     source.addEventListener("done", reload);
     source.addEventListener("reset", reload);
     source.addEventListener("error", function () {
-      // CONNECTING: the browser retries by itself. CLOSED: refused; go back to polling.
-      if (source.readyState === EventSource.CLOSED) stop();
+      // CONNECTING: the browser retries by itself. CLOSED: refused (a busy server answers
+      // 503): try again a few times, still without polling; then go back to polling.
+      if (source.readyState !== EventSource.CLOSED) return;
+      var retries = Number(panel.dataset.streamRetries || "0");
+      source.close();
+      sources.delete(panel);
+      if (retries >= MAX_RETRIES) {
+        delete panel.dataset.streaming;
+        return;
+      }
+      panel.dataset.streamRetries = String(retries + 1);
+      window.setTimeout(function () { follow(panel); }, 1000 * (retries + 1));
     });
   }
 
@@ -110,7 +130,8 @@
   // While a panel streams, its every-second re-render is not needed.
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail && event.detail.elt;
-    if (elt && elt.dataset && elt.dataset.streaming === "1" && sources.has(elt)) {
+    // (also while a refused stream waits to be retried)
+    if (elt && elt.dataset && elt.dataset.streaming === "1") {
       event.preventDefault();
     }
   });
