@@ -63,6 +63,11 @@ def _take(sims: list[LedgerSim], job: dict[str, Any]) -> int:
     return taken
 
 
+def _in_flight_on(api: httpx.Client, job_id: str, device_id: str) -> bool:
+    rows = _job(api, job_id)["commands"]
+    return any(r["device_id"] == device_id and r["status"] in IN_FLIGHT for r in rows)
+
+
 def _round(api: httpx.Client, sims: list[LedgerSim], job_id: str) -> dict[str, Any]:
     """Sims report what they took last round, then take what is queued for them now (so
     some results are always outstanding, as with real agents). The job as it was seen."""
@@ -114,7 +119,11 @@ def test_a_job_survives_a_server_restart(
             created_at=LONG_AGO,
         )
         real.start()
-        wait_for(lambda: _round(api, sims, job_id) and marker.exists(), timeout=15)
+        # Rounds until the real device's turn comes (first in line: at the first free slot),
+        # then no more rounds while its agent starts (slowly on a busy machine), so that the
+        # simulated devices keep commands in flight for the restart.
+        wait_for(lambda: _round(api, sims, job_id) and _in_flight_on(api, job_id, real.device_id))
+        wait_for(marker.exists, timeout=30)
         wait_for(lambda: _take(sims, _job(api, job_id)) or _outstanding(sims), timeout=10)
         outstanding = _outstanding(sims)
         assert _job(api, job_id)["finished_at"] is None
