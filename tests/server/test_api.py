@@ -19,7 +19,9 @@ def _error(response: httpx.Response) -> str:
 def test_healthz_reports_database_ok(server: LiveServer) -> None:
     response = httpx.get(f"{server.url}/healthz")
     assert response.status_code == 200
-    assert response.json()["status"] == "ok"
+    body = response.json()
+    assert (body["status"], body["database"], body["bus"]) == ("ok", "ok", "memory")
+    assert body["leader"] is True  # one server: it runs the periodic work
 
 
 def test_openapi_is_published(server: LiveServer) -> None:

@@ -21,6 +21,7 @@ from steward.server.accounts.account_routes import router as account_router
 from steward.server.accounts.admin_routes import router as users_router
 from steward.server.accounts.routes import router as auth_router
 from steward.server.audit.routes import router as audit_router
+from steward.server.bus import bus_state
 from steward.server.commands.policy_routes import router as command_policy_router
 from steward.server.commands.routes import router as commands_router
 from steward.server.commands.stream_routes import router as command_stream_router
@@ -141,8 +142,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:
             log.warning("health check: database unavailable: %s", type(exc).__name__)
             return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
+        # Redis down is no reason to leave the balancer: the replica polls the database instead.
         return JSONResponse(
-            {"status": "ok", "database": "ok", "agents_connected": runtime.hub.connection_count}
+            {
+                "status": "ok",
+                "database": "ok",
+                "bus": bus_state(runtime.bus),
+                "leader": runtime.leadership.is_leader,  # runs the periodic work
+                "agents_connected": runtime.hub.connection_count,
+            }
         )
 
     app.include_router(auth_router)

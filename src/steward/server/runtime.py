@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from steward.server.accounts.lockout import Lockout
 from steward.server.accounts.throttle import LoginThrottle
 from steward.server.audit.forward import AuditForwarder
-from steward.server.bus import Bus
-from steward.server.bus.memory import InMemoryBus
+from steward.server.bus import FALLBACK_POLL_INTERVAL_S, Bus, PollWhileDown, make_bus
 from steward.server.db.base import utcnow
 from steward.server.db.engine import create_engine, create_session_factory
 from steward.server.devices.service import prune_metrics
@@ -24,6 +23,7 @@ from steward.server.gateway.hub import AgentHub
 from steward.server.gateway.status import StatusBuffer
 from steward.server.jobs.runner import JobRunner
 from steward.server.jobs.schedules import ScheduleFirer
+from steward.server.leader import Leadership
 from steward.server.ratelimit import OncePerWindow, SlidingWindowLimiter
 from steward.server.settings import Settings
 from steward.server.tenancy.hosts import TenantResolver
@@ -47,6 +47,7 @@ class Runtime:
     admission: AdmissionGate
     tenants: TenantResolver
     jobs: JobRunner
+    leadership: Leadership  # whether this replica runs the cluster-wide periodic work
     audit_forwarder: AuditForwarder | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -55,7 +56,7 @@ class Runtime:
         engine = create_engine(settings.effective_database_url)
         sessions = create_session_factory(engine)
         system_sessions = create_session_factory(engine, system=True)
-        bus = InMemoryBus()
+        bus = make_bus(settings)
         status = StatusBuffer(system_sessions, settings.missed_heartbeats_offline)
         hub = AgentHub(settings, system_sessions, bus, status)
         jobs = JobRunner(system_sessions, hub.notify_command)
@@ -71,6 +72,9 @@ class Runtime:
             status=status,
             hub=hub,
             jobs=jobs,
+            leadership=Leadership(
+                settings.effective_database_url, settings.leader_check_interval_s
+            ),
             pin_failures=SlidingWindowLimiter(settings.pin_failures_per_minute, 60.0),
             login_throttle=LoginThrottle(),
             lockout=Lockout(system_sessions),
@@ -88,20 +92,33 @@ class Runtime:
         await self.bus.start()
         if self.audit_forwarder is not None:
             await self.audit_forwarder.start()
+        await self.leadership.start()
         s = self.settings
+        # Each process flushes what it holds in memory; work on shared rows runs on the leader.
         self._tasks = [
             self._every(s.status_flush_interval_s, self.status.flush, "status flush"),
             self._every(s.status_flush_interval_s, self.hub.output.flush, "output flush"),
-            self._every(s.offline_sweep_interval_s, self.status.sweep_offline, "offline sweep"),
             self._every(1.0, self.hub.expire_watches, "watch expiry"),
-            self._every(s.job_sweep_interval_s, self.jobs.sweep, "job sweep"),
-            self._every(3600.0, self.prune_history, "metrics retention"),
+            self._every(  # on every replica, for its own agents
+                FALLBACK_POLL_INTERVAL_S,
+                PollWhileDown(self.bus, self.hub.poll_pending),
+                "bus fallback",
+            ),
+            self._every(
+                s.offline_sweep_interval_s,
+                self.status.sweep_offline,
+                "offline sweep",
+                leader_only=True,
+            ),
+            self._every(s.job_sweep_interval_s, self.jobs.sweep, "job sweep", leader_only=True),
+            self._every(3600.0, self.prune_history, "metrics retention", leader_only=True),
         ]
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.leadership.stop()  # another replica takes over at its next check
         with contextlib.suppress(Exception):
             await self.status.flush()  # keep the last states of a clean shutdown
         with contextlib.suppress(Exception):
@@ -119,11 +136,20 @@ class Runtime:
         return pruned
 
     def _every(
-        self, interval_s: float, job: Callable[[], Awaitable[object]], name: str
+        self,
+        interval_s: float,
+        job: Callable[[], Awaitable[object]],
+        name: str,
+        *,
+        leader_only: bool = False,
     ) -> asyncio.Task[None]:
+        """Run `job` every `interval_s`; with `leader_only`, only while this replica leads."""
+
         async def loop() -> None:
             while True:
                 await asyncio.sleep(interval_s)
+                if leader_only and not self.leadership.is_leader:
+                    continue
                 try:
                     await job()
                 except asyncio.CancelledError:

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     command_timeout_s: float = 300.0
     # Expiry, due jobs and schedules, and a catch-up for jobs whose wake-up was lost.
     job_sweep_interval_s: float = 2.0
+    # With PostgreSQL, the work above runs on one replica (an advisory lock): how often a replica
+    # tries to take the lead, and the leader checks it still holds it. Takeover needs at most
+    # about twice this after the leader dies (docs/deploy.md).
+    leader_check_interval_s: float = Field(default=5.0, gt=0.0, le=10.0)
     max_agent_connections: int = 19_000
     agent_handshakes_concurrent: int = 16
     agent_handshake_wait_s: float = 5.0

@@ -14,11 +14,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from steward.protocol import AgentConfig, CommandCancel, CommandDispatch, ErrorMessage, Welcome
+from steward.protocol import (
+    AgentConfig,
+    CommandCancel,
+    CommandDispatch,
+    CommandStatus,
+    ErrorMessage,
+    Welcome,
+)
 from steward.server.bus import AGENT_CHANNEL, Bus
 from steward.server.commands import delivery as commands
+from steward.server.commands.models import Command
 from steward.server.commands.output import OutputHub
 from steward.server.gateway.status import StatusBuffer
 from steward.server.settings import Settings
@@ -185,6 +194,25 @@ class AgentHub:
                     break
                 sent += 1
             return sent
+
+    async def poll_pending(self, batch_size: int = 500) -> int:
+        """The fallback while the bus is down (a wake-up from another replica may be lost):
+        dispatch the queued commands of the agents connected here. One query per batch of
+        connections finds the few devices that have any; returns how many commands went out."""
+        sent = 0
+        device_ids = list(self._connections)
+        for start in range(0, len(device_ids), batch_size):
+            batch = device_ids[start : start + batch_size]
+            async with self._sessions() as session:
+                waiting = await session.scalars(
+                    select(Command.device_id)
+                    .where(Command.device_id.in_(batch), Command.status == CommandStatus.QUEUED)
+                    .distinct()
+                )
+                found = list(waiting)
+            for device_id in found:
+                sent += await self.dispatch_pending(device_id, all_unfinished=False)
+        return sent
 
     async def _on_bus_message(self, message: dict[str, Any]) -> None:
         try:
