@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export STEWARD_DATA_DIR ?= $(CURDIR)/data
 PYTEST_WORKERS ?= 3
 
-.PHONY: run test setup assets browser lint format clean
+.PHONY: run test setup assets browser lint format clean bench
 
 run: setup
 	$(BIN)/steward demo
@@ -17,6 +17,11 @@ test: setup browser lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider
 
 setup: $(VENV)/.installed assets
+
+# Benchmark of issue 6 against a real server (not part of `make test`): BENCH_AGENTS=10000 for more.
+BENCH_AGENTS ?= 1000
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.run --agents $(BENCH_AGENTS)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
