@@ -2,61 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
-from typing import Any
-
 from tests.permissions.routes import Request
 
 ECHO = {"type": "shell", "payload": {"command": "echo permitted"}}
 
 
-def _job(team: Any, author: bool) -> str:
-    """A job of the team's tenant on its device: the approval-bound engineer's (waiting for
-    approval) or the admin's (running, concurrency 1)."""
-    from steward.server.accounts.models import Role
-    from tests.permissions.support import bearer
-    from tests.support import tenant_client
-
-    body = ECHO | {"target": {"devices": [team.device_id]}, "max_concurrency": "1"}
-    headers = bearer(team.author) if author else bearer(team.tokens[Role.ADMIN])
-    with tenant_client(team.server, team.tenant.slug, **headers) as api:
-        made = api.post("/api/v1/jobs", json=body)
-    made.raise_for_status()
-    return str(made.json()["id"])
-
-
-def _schedule(team: Any) -> str:
-    from steward.server.accounts.models import Role
-
-    with team.client(Role.ADMIN) as admin:
-        made = admin.post(
-            "/api/v1/schedules",
-            json={
-                "name": f"matrix-{uuid.uuid4().hex[:8]}",
-                "cron": "0 3 * * *",
-                "job": ECHO | {"target": {"all": True}},
-            },
-        )
-    made.raise_for_status()
-    return str(made.json()["id"])
-
-
-def _queued_command(team: Any) -> str:
-    from steward.server.accounts.models import Role
-
-    with team.client(Role.ADMIN) as admin:
-        made = admin.post(f"/api/v1/devices/{team.device_id}/commands", json=ECHO)
-    made.raise_for_status()
-    return str(made.json()["id"])
-
-
-FRESH: dict[str, Callable[[Any], str]] = {
-    "job_id": lambda team: _job(team, author=False),
-    "pending_job_id": lambda team: _job(team, author=True),
-    "schedule_id": _schedule,
-    "queued_id": _queued_command,
-}
+# `{job_id}`, `{pending_job_id}`, `{schedule_id}` and `{queued_command_id}` are made by the
+# makers of requests_console_jobs.py (one set for the API and the console routes).
 
 SPEC = ECHO | {"target": {"all": True}}
 
@@ -79,7 +31,7 @@ REQUESTS: dict[tuple[str, str], Request] = {
     ),
     ("DELETE", "/api/v1/schedules/{schedule_id}"): Request(fresh=("schedule_id",)),
     ("POST", "/api/v1/commands/{command_id}/cancel"): Request(
-        fresh=("queued_id",), path="/api/v1/commands/{queued_id}/cancel"
+        fresh=("queued_command_id",), path="/api/v1/commands/{queued_command_id}/cancel"
     ),
 }
 
