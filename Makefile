@@ -20,8 +20,10 @@ setup: $(VENV)/.installed assets
 
 # Benchmark of issue 6 against a real server (not part of `make test`): BENCH_AGENTS=10000 for more.
 BENCH_AGENTS ?= 1000
+BENCH_ARGS ?=  # e.g. --database postgres --redis --workers 2 (python -m bench.run --help)
+
 bench: $(VENV)/.installed
-	$(BIN)/python -m bench.run --agents $(BENCH_AGENTS)
+	$(BIN)/python -m bench.run --agents $(BENCH_AGENTS) $(BENCH_ARGS)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +38,10 @@ node_modules/.installed: package.json package-lock.json
 assets: node_modules/.installed $(VENV)/.installed
 	$(BIN)/python scripts/vendor_assets.py
 
+# Debian's Chromium for the browser tests, nginx for the replica tests.
 browser:
 	scripts/ensure-chromium.sh
+	scripts/ensure-nginx.sh
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from steward.server.commands.models import Command
+from steward.server.gateway.hub import INLINE_PAYLOAD_BYTES
 from tests.faults.conftest import (
     LONG_AGO,
     RealAgent,
@@ -76,11 +77,14 @@ def test_a_real_agent_given_a_running_command_again_runs_it_once(
         ).json()["id"]
         wait_for(lambda: marker.exists(), timeout=10)
         wait_for(lambda: command(api, slow)["status"] == "running")
-        # Sent long ago as far as the server knows: the next wake-up sends it again.
+        # Sent long ago as far as the server knows: the next wake-up sends it again. (A large
+        # payload travels as a wake-up, which reads what the device should have; small ones
+        # go straight to the connection.)
         change_commands(server.settings, Command.id == uuid.UUID(slow), sent_at=LONG_AGO)
+        large = "echo other # " + "x" * (INLINE_PAYLOAD_BYTES + 1)
         other = api.post(
             f"/api/v1/devices/{agent.device_id}/commands",
-            json={"type": "shell", "payload": {"command": "echo other"}},
+            json={"type": "shell", "payload": {"command": large}},
         ).json()["id"]
         assert wait_final(api, other)["stdout"] == "other\n"
         done = wait_final(api, slow)

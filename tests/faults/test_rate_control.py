@@ -18,7 +18,7 @@ IN_FLIGHT = ("queued", "sent", "running")
 
 
 def _job(api: httpx.Client, job_id: str) -> dict[str, Any]:
-    response = api.get(f"/api/v1/jobs/{job_id}")
+    response = api.get(f"/api/v1/jobs/{job_id}", params={"limit": 500})  # all 200 rows
     response.raise_for_status()
     body: dict[str, Any] = response.json()
     return body

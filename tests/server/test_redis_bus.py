@@ -354,3 +354,30 @@ def test_with_redis_down_the_replicas_poll_the_database(
             dispatch = _next_dispatch(ws, 1.0)
             assert dispatch is not None and dispatch["command_id"] == command_id
             assert time.monotonic() - started < 1.0
+
+
+def test_with_redis_down_a_cancel_on_b_reaches_the_agent_on_a(
+    replicas_without_redis: tuple[LiveServer, LiveServer],
+) -> None:
+    a, b = replicas_without_redis
+    tenant, creds = _tenant_and_agent(a)
+    with _agent(a, creds) as ws, login(b, tenant) as api_b:
+        command_id = _submit(api_b, creds["device_id"], "long")
+        dispatch = _next_dispatch(ws, 4.0)
+        assert dispatch is not None and dispatch["command_id"] == command_id
+        ws.send(json.dumps({"type": "command.ack", "command_id": command_id}))
+        running = lambda: api_b.get(f"/api/v1/commands/{command_id}").json()["status"]  # noqa: E731
+        deadline = time.monotonic() + 5
+        while running() != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        assert api_b.post(f"/api/v1/commands/{command_id}/cancel").status_code == 200
+        cancels = []
+        while time.monotonic() - started < 4.0 and not cancels:
+            try:
+                message = json.loads(ws.recv(timeout=0.2))
+            except TimeoutError:
+                continue
+            if message["type"] == "command.cancel":
+                cancels.append(message)
+        assert cancels and cancels[0]["command_id"] == command_id, "no cancel within 4 s"

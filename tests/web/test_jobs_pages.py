@@ -469,6 +469,29 @@ async def test_history_pages_by_before(
     assert second.status_code == 200 and 'id="first-page"' in second.text
 
 
+async def test_history_pages_through_commands_that_share_one_time(
+    admin: httpx.AsyncClient, world: World, runtime: Runtime
+) -> None:
+    """A job's commands are created at one instant: the next page goes on by id, skipping
+    none of them and showing none twice."""
+    token = await _token(admin)
+    await _submit(admin, _shell(token, "echo same time", world.device_id))
+    async with runtime.system_sessions() as session:
+        [command] = list(await session.scalars(select(Command)))
+        for _ in range(60):
+            copy = {c.name: getattr(command, c.name) for c in Command.__table__.columns}
+            session.add(Command(**copy | {"id": uuid.uuid4(), "job_id": None}))
+        await session.commit()
+    first = await admin.get("/commands")
+    older = re.search(r'href="(/commands\?[^"]+)" id="older"', first.text)
+    assert older and "before_id=" in older.group(1), "no link to older commands"
+    second = await admin.get(older.group(1).replace("&amp;", "&"))
+    shown = [re.findall(r'<tr data-command="([0-9a-f-]{36})"', page.text)
+             for page in (first, second)]  # fmt: skip
+    assert [len(ids) for ids in shown] == [50, 11]
+    assert len(set(shown[0]) | set(shown[1])) == 61
+
+
 async def test_the_command_page_shows_history_and_cancels(
     admin: httpx.AsyncClient, world: World, runtime: Runtime
 ) -> None:

@@ -14,7 +14,7 @@ from steward.cli.audit import audit_app
 from steward.cli.groups import group_app
 from steward.cli.tenants import tenant_app
 from steward.cli.users import command_app, user_app
-from steward.server.settings import load_settings
+from steward.server.settings import Settings, load_settings
 
 app = typer.Typer(help="Steward server administration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -44,6 +44,21 @@ def db_upgrade(revision: str = "head") -> None:
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            help="reverse proxies (IPs or networks, comma-separated) whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed [default: STEWARD_FORWARDED_ALLOW_IPS, else none]"
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="worker processes sharing the port; more than 1 needs PostgreSQL and "
+            "STEWARD_REDIS_URL (the Redis bus joins them)",
+        ),
+    ] = 1,
 ) -> None:
     """Run the server (API, console and agent gateway)."""
     import uvicorn
@@ -51,9 +66,50 @@ def serve(
     from steward.server.app import create_app
 
     configure_logging()
-    settings = load_settings()
+    overrides = {} if forwarded_allow_ips is None else {"forwarded_allow_ips": forwarded_allow_ips}
+    settings = load_settings(**overrides)
     settings.effective_secret_key  # noqa: B018 - create the key file once, before serving
-    uvicorn.run(create_app(settings), **uvicorn_options(host, port))
+    options = uvicorn_options(host, port, forwarded_allow_ips=settings.forwarded_allow_ips)
+    if workers > 1:
+        refuse_workers_without_shared_state(settings)
+        if forwarded_allow_ips is not None:  # each worker reads its settings from the environment
+            os.environ["STEWARD_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
+        # Each worker configures its logging from `log_config` (configure_logging is ours).
+        options["log_config"] = worker_log_config()
+        uvicorn.run("steward.server.app:create_app", factory=True, workers=workers, **options)
+        return
+    uvicorn.run(create_app(settings), **options)
+
+
+def refuse_workers_without_shared_state(settings: Settings) -> None:
+    """Several worker processes share nothing in memory: they need one database that takes
+    writers from several processes, and the bus to wake each other."""
+    if settings.is_sqlite:
+        err.print(
+            "[red]error[/red]: --workers needs PostgreSQL (STEWARD_DATABASE_URL): several "
+            "writer processes on one SQLite file are not supported"
+        )
+        raise typer.Exit(2)
+    if not settings.redis_url:
+        err.print(
+            "[red]error[/red]: --workers needs STEWARD_REDIS_URL: the Redis bus joins the "
+            "worker processes (commands, presence, cache invalidation)"
+        )
+        raise typer.Exit(2)
+
+
+def worker_log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration plus Steward's logger as `configure_logging` sets it."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["steward"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    config["handlers"]["steward"] = {"class": "logging.StreamHandler", "formatter": "steward"}
+    level = os.environ.get("STEWARD_LOG_LEVEL", "info").upper()
+    config["loggers"]["steward"] = {"handlers": ["steward"], "level": level, "propagate": False}
+    return config
 
 
 def configure_logging() -> None:
@@ -69,9 +125,13 @@ def configure_logging() -> None:
     logger.propagate = False
 
 
-def uvicorn_options(host: str, port: int) -> dict[str, Any]:
+def uvicorn_options(host: str, port: int, *, forwarded_allow_ips: str = "") -> dict[str, Any]:
+    """Options for uvicorn. Forwarded headers are believed only from `forwarded_allow_ips`
+    (the proxies in front, docs/deploy.md): from anyone else they would let a client choose
+    the address that audit records and IP allow-lists see."""
     from steward.protocol import MAX_MESSAGE_BYTES
 
+    trusted = ",".join(part.strip() for part in forwarded_allow_ips.split(",") if part.strip())
     return {
         "host": host,
         "port": port,
@@ -80,7 +140,8 @@ def uvicorn_options(host: str, port: int) -> dict[str, Any]:
         "ws_per_message_deflate": False,  # no per-connection compression buffers
         "ws_ping_interval": 30.0,
         "ws_ping_timeout": 30.0,
-        "proxy_headers": False,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted or None,
         "server_header": False,
         "log_level": os.environ.get("STEWARD_LOG_LEVEL", "info").lower(),
         "timeout_graceful_shutdown": 5,

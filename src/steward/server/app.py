@@ -11,7 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,8 +51,62 @@ _HTTP_CODES = {
 }
 
 
+# What a database that is down or restarting raises: SQLAlchemy wraps the driver's errors, but
+# asyncpg's failures to connect come through unwrapped (ConnectionRefusedError, TimeoutError);
+# a pool with every connection stuck raises PoolTimeout. All mean "try again shortly".
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    OperationalError,
+    DBAPIError,
+    PoolTimeout,
+    ConnectionError,
+    TimeoutError,
+)
+DATABASE_RETRY_AFTER_S = 5
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
+
+
+def database_unavailable(path: str, exc: Exception) -> JSONResponse:
+    described = str(getattr(exc, "orig", None) or exc)
+    detail = described.splitlines()[0][:200] if described else ""
+    log.warning("database error on %s: %s: %s", path, type(exc).__name__, detail)
+    return JSONResponse(
+        error_body("database_unavailable", "the database is not answering; try again"),
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
+class DatabaseDownGuard:
+    """503 for database failures raised outside the routes, e.g. while the host middleware
+    looks up a tenant it has not cached (the routes' own failures meet the exception handler)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except DATABASE_DOWN as exc:
+            if started:
+                raise
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1013})  # try again later
+                return
+            await database_unavailable(scope.get("path", ""), exc)(scope, _empty_receive, send)
 
 
 class BodySizeLimit:
@@ -149,6 +204,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "database": "ok",
                 "bus": bus_state(runtime.bus),
                 "leader": runtime.leadership.is_leader,  # runs the periodic work
+                "replica": runtime.presence.replica_id,  # as in a device's `connected_to`
                 "agents_connected": runtime.hub.connection_count,
             }
         )
@@ -168,6 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_console(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(HostMiddleware, base_domain=settings.base_domain)
+    app.add_middleware(DatabaseDownGuard)
     return app
 
 
@@ -199,14 +256,17 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        detail = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
-        log.warning("database error on %s: %s: %s", request.url.path, type(exc).__name__, detail)
+        return database_unavailable(request.url.path, exc)
+
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, database_error)
+
+    @app.exception_handler(IntegrityError)  # a DBAPIError, but the database is fine
+    async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
+        log.warning("integrity error on %s: %s", request.url.path, str(exc.orig)[:200])
         return JSONResponse(
-            error_body("database_unavailable", "the database is not answering; try again"),
-            status_code=503,
+            error_body("conflict", "the change conflicts with data that exists"), status_code=409
         )
 
     @app.exception_handler(Exception)

@@ -15,6 +15,8 @@ from steward.server.accounts.lockout import Lockout
 from steward.server.accounts.throttle import LoginThrottle
 from steward.server.audit.forward import AuditForwarder
 from steward.server.bus import FALLBACK_POLL_INTERVAL_S, Bus, PollWhileDown, make_bus
+from steward.server.bus.presence import Presence, make_presence
+from steward.server.bus.store import redis_client
 from steward.server.db.base import utcnow
 from steward.server.db.engine import create_engine, create_session_factory
 from steward.server.devices.service import prune_metrics
@@ -24,7 +26,7 @@ from steward.server.gateway.status import StatusBuffer
 from steward.server.jobs.runner import JobRunner
 from steward.server.jobs.schedules import ScheduleFirer
 from steward.server.leader import Leadership
-from steward.server.ratelimit import OncePerWindow, SlidingWindowLimiter
+from steward.server.ratelimit import OncePerWindow, RateLimiter, make_limiter
 from steward.server.settings import Settings
 from steward.server.tenancy.hosts import TenantResolver
 
@@ -40,7 +42,8 @@ class Runtime:
     bus: Bus
     status: StatusBuffer
     hub: AgentHub
-    pin_failures: SlidingWindowLimiter
+    presence: Presence  # which replica holds which agent (shared through Redis)
+    pin_failures: RateLimiter
     login_throttle: LoginThrottle  # platform administrators' sign-ins
     lockout: Lockout  # tenant users' sign-ins and second factors
     refusals: OncePerWindow  # refused requests recorded once a minute per user and route
@@ -56,10 +59,13 @@ class Runtime:
         engine = create_engine(settings.effective_database_url)
         sessions = create_session_factory(engine)
         system_sessions = create_session_factory(engine, system=True)
-        bus = make_bus(settings)
+        bus = make_bus(settings, prefix=settings.redis_prefix)
+        # Presence and rate limits shared by the replicas (the presence map closes it).
+        shared = redis_client(settings.redis_url) if settings.redis_url else None
+        presence = make_presence(settings, shared)
         status = StatusBuffer(system_sessions, settings.missed_heartbeats_offline)
-        hub = AgentHub(settings, system_sessions, bus, status)
-        jobs = JobRunner(system_sessions, hub.notify_command)
+        hub = AgentHub(settings, system_sessions, bus, status, presence)
+        jobs = JobRunner(system_sessions, hub.deliver)
         hub.on_job_progress = jobs.advance
         firer = ScheduleFirer(sessions, system_sessions, settings.command_timeout_s, jobs.advance)
         jobs.fire_schedules = firer.fire_due
@@ -71,12 +77,15 @@ class Runtime:
             bus=bus,
             status=status,
             hub=hub,
+            presence=presence,
             jobs=jobs,
             leadership=Leadership(
                 settings.effective_database_url, settings.leader_check_interval_s
             ),
-            pin_failures=SlidingWindowLimiter(settings.pin_failures_per_minute, 60.0),
-            login_throttle=LoginThrottle(),
+            pin_failures=make_limiter(
+                "pin", settings.pin_failures_per_minute, 60.0, shared, settings.redis_prefix
+            ),
+            login_throttle=LoginThrottle(client=shared, prefix=settings.redis_prefix),
             lockout=Lockout(system_sessions),
             refusals=OncePerWindow(),
             admission=AdmissionGate(
@@ -99,6 +108,8 @@ class Runtime:
             self._every(s.status_flush_interval_s, self.status.flush, "status flush"),
             self._every(s.status_flush_interval_s, self.hub.output.flush, "output flush"),
             self._every(1.0, self.hub.expire_watches, "watch expiry"),
+            self._every(s.presence_flush_interval_s, self.presence.flush, "presence flush"),
+            asyncio.create_task(self.hub.writer.run(), name="agent reports"),
             self._every(  # on every replica, for its own agents
                 FALLBACK_POLL_INTERVAL_S,
                 PollWhileDown(self.bus, self.hub.poll_pending),
@@ -119,6 +130,10 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.leadership.stop()  # another replica takes over at its next check
+        with contextlib.suppress(Exception):
+            await self.presence.stop()  # our agents' entries go at once, not at expiry
+        with contextlib.suppress(Exception):
+            await self.hub.writer.flush()  # results that arrived last (agents would resend)
         with contextlib.suppress(Exception):
             await self.status.flush()  # keep the last states of a clean shutdown
         with contextlib.suppress(Exception):

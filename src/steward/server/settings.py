@@ -26,7 +26,16 @@ class Settings(BaseSettings):
     # changes made through the server reach every replica at once over the bus.
     tenant_cache_ttl_s: float = Field(default=30.0, ge=0.0, le=3600.0)
     redis_url: str = ""
+    # Names every key and channel of this deployment in Redis (several may share one Redis).
+    redis_prefix: str = Field(default="steward", min_length=1, max_length=64)
+    # With Redis, which replica holds which agent (docs/deploy.md, "Presence"): written every
+    # flush interval, renewed every third of the expiry; a dead replica's entries expire.
+    presence_ttl_s: float = Field(default=30.0, ge=1.0, le=3600.0)
+    presence_flush_interval_s: float = Field(default=2.0, gt=0.0, le=60.0)
     public_url: str = Field(default="", description="URL agents and users reach the server at")
+    # Addresses of the reverse proxies whose X-Forwarded-For/-Proto headers are believed
+    # (comma-separated IPs or networks, e.g. "127.0.0.1"); empty: the headers are ignored.
+    forwarded_allow_ips: str = ""
 
     access_token_ttl_s: int = 12 * 3600
     pin_ttl_s: int = 600
@@ -52,6 +61,8 @@ class Settings(BaseSettings):
     agent_handshakes_concurrent: int = 16
     agent_handshake_wait_s: float = 5.0
     max_request_bytes: int = 1024 * 1024
+    # Adds `X-Steward-Committed-At` to command submissions, for the benchmark (bench/).
+    timing_headers: bool = False
     default_locale: str = "en"
     default_timezone: str = "UTC"
     # Copies of audit events (docs/audit.md): `udp://host:514` or `tcp://host:601`; a URL to POST.

@@ -51,6 +51,8 @@ async def decide(
         )
         raise
     await session.commit()
+    if command.status == CommandStatus.QUEUED:
+        await runtime.hub.deliver([command])
     await auditor(
         action,
         target=f"command:{command.id}",
@@ -58,8 +60,6 @@ async def decide(
         risk="medium",
         detail={"comment": comment, "status": command.status},
     )
-    if command.status == CommandStatus.QUEUED:
-        await runtime.hub.notify_command(command.device_id)
     return command
 
 

@@ -16,6 +16,8 @@ class Command(UUIDPrimaryKey, CreatedAt, TenantOwned, Base):
     __tablename__ = "commands"
     __table_args__ = (
         Index("ix_commands_tenant_device_created", "tenant_id", "device_id", "created_at"),
+        # the command history, newest first, keyset-paged on (created_at, id)
+        Index("ix_commands_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_commands_device_status", "device_id", "status"),
         Index("ix_commands_job_status", "tenant_id", "job_id", "status"),
         Index("ix_commands_status_expires", "status", "expires_at"),

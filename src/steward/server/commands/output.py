@@ -37,6 +37,7 @@ STREAMS = ("stdout", "stderr")
 _LIVE = (CommandStatus.SENT, CommandStatus.RUNNING)
 SUBSCRIBER_QUEUE = 512  # events waiting for one slow subscriber before it is told to reload
 _REFUSED_MEMORY = 4096  # command ids remembered as refused, so a noisy agent costs no queries
+_EVENTS_PER_MESSAGE = 500
 _IDLE_DROP_S = 3600.0  # a buffer nobody fed for this long is dropped (agent gone)
 
 
@@ -221,6 +222,16 @@ class OutputHub:
         done = {"kind": "done", "status": status, "exit_code": exit_code, "error": error}
         await self._publish_status(command_id, done)
 
+    async def statuses(self, events: list[dict[str, Any]]) -> None:
+        """Many `status`/`done` events at once (a batch of acks and results, committed): one bus
+        message per few hundred instead of one per command."""
+        for event in events:
+            if event.get("kind") == "done":
+                self._buffers.pop(uuid.UUID(str(event["command_id"])), None)
+        for start in range(0, len(events), _EVENTS_PER_MESSAGE):
+            batch = events[start : start + _EVENTS_PER_MESSAGE]
+            await self._bus.publish(OUTPUT_CHANNEL, {"kind": "batch", "events": batch})
+
     async def _publish_status(self, command_id: str, event: dict[str, Any]) -> None:
         await self._bus.publish(OUTPUT_CHANNEL, event | {"command_id": command_id})
 
@@ -291,6 +302,12 @@ class OutputHub:
         return OutputSnapshot(out.text(), err.text(), out.truncated, err.truncated)
 
     async def _on_bus_message(self, message: dict[str, Any]) -> None:
+        if message.get("kind") == "batch":
+            events = message.get("events")
+            for event in events if isinstance(events, list) else ():
+                if isinstance(event, dict) and event.get("kind") != "batch":
+                    await self._on_bus_message(event)
+            return
         try:
             command_id = uuid.UUID(str(message.get("command_id")))
         except ValueError:

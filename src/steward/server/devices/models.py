@@ -34,11 +34,15 @@ class Device(UUIDPrimaryKey, TenantOwned, Base):
     """A managed machine: identity and static specs (updated by full heartbeats)."""
 
     __tablename__ = "devices"
-    __table_args__ = (UniqueConstraint("tenant_id", "machine_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "machine_id"),
+        # the device list: first page and deep pages in hostname order, without a sort
+        Index("ix_devices_tenant_hostname", "tenant_id", "hostname", "id"),
+    )
 
     group_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("groups.id"), index=True)
     machine_id: Mapped[str] = mapped_column(String(128))
-    hostname: Mapped[str] = mapped_column(String(255), index=True)
+    hostname: Mapped[str] = mapped_column(String(255))
     os_name: Mapped[str] = mapped_column(String(255), default="")
     os_version: Mapped[str] = mapped_column(String(255), default="")
     architecture: Mapped[str] = mapped_column(String(64), default="")

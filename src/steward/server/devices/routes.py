@@ -15,6 +15,7 @@ from steward.server.devices.schemas import (
     DeviceCounts,
     DeviceDetail,
     DevicePublic,
+    DeviceSort,
     MetricPoint,
     PinCreate,
     PinCreated,
@@ -34,12 +35,15 @@ async def list_devices(
     q: Annotated[str | None, Query(max_length=255, description="hostname contains")] = None,
     online: bool | None = None,
     group: Annotated[str | None, Query(max_length=100)] = None,
+    sort: DeviceSort = DeviceSort.HOSTNAME,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[DevicePublic]:
+    """A page of the devices you reach; the total that match is in `X-Total-Count`."""
     devices, total = await service.list_devices(
-        session, principal, search=q, online=online, group=group, limit=limit, offset=offset
-    )
+        session, principal, search=q, online=online, group=group, sort=sort, limit=limit,
+        offset=offset,
+    )  # fmt: skip
     response.headers["X-Total-Count"] = str(total)
     return devices
 
@@ -55,7 +59,8 @@ async def get_device(
 ) -> DeviceDetail:
     device = await service.get_device(session, principal, device_id)
     await runtime.hub.watch(device_id)
-    return device
+    held = await runtime.presence.replicas_of([device_id])
+    return device.model_copy(update={"connected_to": held.get(device_id)})
 
 
 @router.get("/devices/{device_id}/metrics", response_model=list[MetricPoint])

@@ -2,9 +2,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+
+class DeviceSort(StrEnum):
+    """The orders the device list offers (each served by an index or a bounded top-N sort);
+    a leading `-` is descending. Anything else is refused (422)."""
+
+    HOSTNAME = "hostname"
+    HOSTNAME_DESC = "-hostname"
+    LAST_SEEN = "last_seen"
+    LAST_SEEN_DESC = "-last_seen"
 
 
 class DevicePublic(BaseModel):
@@ -38,6 +49,9 @@ class DeviceDetail(DevicePublic):
     heartbeat_interval_s: float | None
     disks: list[dict[str, Any]]
     top_processes: list[dict[str, Any]]
+    # The replica whose WebSocket the agent holds (docs/deploy.md, "Presence"); None when the
+    # agent is not connected or no replica says so.
+    connected_to: str | None = None
 
 
 class DeviceCounts(BaseModel):

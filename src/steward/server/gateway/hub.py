@@ -7,10 +7,11 @@ the hub misses, an agent gets on its next connect or poll.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,14 +26,19 @@ from steward.protocol import (
     ErrorMessage,
     Welcome,
 )
+from steward.server.audit.service import record_many
 from steward.server.bus import AGENT_CHANNEL, Bus
+from steward.server.bus.presence import Presence
 from steward.server.commands import delivery as commands
+from steward.server.commands.batch import DeliveryWriter, Stored
 from steward.server.commands.models import Command
 from steward.server.commands.output import OutputHub
 from steward.server.gateway.status import StatusBuffer
 from steward.server.settings import Settings
 
 log = logging.getLogger(__name__)
+INLINE_PAYLOAD_BYTES = 32 * 1024  # larger payloads travel as a wake-up, not on the bus
+DELIVERY_CHUNK = 500  # dispatches per bus message and per round of concurrent sends
 
 Sender = Callable[
     [AgentConfig | CommandDispatch | CommandCancel | ErrorMessage | Welcome], Awaitable[None]
@@ -58,13 +64,19 @@ class AgentHub:
         sessions: async_sessionmaker[AsyncSession],
         bus: Bus,
         status: StatusBuffer,
+        presence: Presence | None = None,
     ) -> None:
         self.settings = settings
+        # Which replica holds which agent: told of every connect and disconnect (memory only).
+        self.presence = presence or Presence()
         self._sessions = sessions
         self.system_sessions = sessions
         self._bus = bus
         self.status = status
         self.output = OutputHub(sessions, bus)  # live command output (commands/output.py)
+        # Sends, acks and results written in batches (commands/batch.py); run by the runtime.
+        self.writer = DeliveryWriter(sessions)
+        self.writer.after_commit = self._after_reports
         self._connections: dict[uuid.UUID, AgentConnection] = {}
         self._watched_until: dict[uuid.UUID, float] = {}
         # Set by the runtime: a job's command finished (jobs/runner.py releases the next ones).
@@ -84,12 +96,14 @@ class AgentHub:
         """Add a connection; returns the one it replaces (same agent reconnecting), if any."""
         previous = self._connections.get(connection.device_id)
         self._connections[connection.device_id] = connection
+        self.presence.connected(connection.device_id)
         return previous
 
     def unregister(self, connection: AgentConnection) -> bool:
         """Remove a connection; False if a newer one for the same device took its place."""
         if self._connections.get(connection.device_id) is connection:
             del self._connections[connection.device_id]
+            self.presence.disconnected(connection.device_id)
             return True
         return False
 
@@ -141,8 +155,24 @@ class AgentHub:
     # ---- commands ----------------------------------------------------------------------------
 
     async def notify_command(self, device_id: uuid.UUID) -> None:
-        """Call after the command's transaction committed."""
+        """Call after the command's transaction committed: its replica looks it up and sends it."""
         await self._bus.publish(AGENT_CHANNEL, {"kind": "wake", "device_id": str(device_id)})
+
+    async def deliver(self, queued: Sequence[Command]) -> None:
+        """Call after these queued commands committed: each goes, as it is, to whichever replica
+        holds its agent, which sends it at once (no query) and records it as sent in its next
+        batch (commands/batch.py). Large payloads go as a wake-up instead (the replica reads
+        them from the database). One bus message per few hundred commands, not per device."""
+        items: list[dict[str, Any]] = []
+        for command in queued:
+            dispatch = commands.to_dispatch(command).model_dump(mode="json")
+            if len(json.dumps(dispatch["payload"])) > INLINE_PAYLOAD_BYTES:
+                await self.notify_command(command.device_id)
+                continue
+            items.append({"device_id": str(command.device_id), "dispatch": dispatch})
+        for start in range(0, len(items), DELIVERY_CHUNK):
+            chunk = items[start : start + DELIVERY_CHUNK]
+            await self._bus.publish(AGENT_CHANNEL, {"kind": "dispatch", "items": chunk})
 
     async def notify_cancel(self, device_id: uuid.UUID) -> None:
         """Call after a cancel was committed: the agent holding the device kills its command."""
@@ -166,6 +196,28 @@ class AgentHub:
                 log.info("cancel to %s failed; sent again when it reconnects", device_id)
                 return 0
         return len(cancels)
+
+    async def catch_up(self, device_id: uuid.UUID) -> None:
+        """A new connection: its cancels and every unfinished command, read in one transaction
+        (the agent's ledger drops what it already ran and reports its result again)."""
+        connection = self._connections.get(device_id)
+        if connection is None:
+            return
+        async with connection.dispatch_lock:
+            async with self._sessions() as session:
+                cancels = await commands.cancels_for(session, device_id)
+                pending = await commands.pending_for(session, device_id)
+                await commands.mark_sent(
+                    session, connection.tenant_id, device_id, [c.id for c in pending]
+                )
+                await session.commit()
+            try:
+                for command_id in cancels:
+                    await connection.send(CommandCancel(command_id=command_id))
+                for command in pending:
+                    await connection.send(commands.to_dispatch(command))
+            except Exception:
+                log.info("catching up %s failed; again when it reconnects", device_id)
 
     async def dispatch_pending(self, device_id: uuid.UUID, *, all_unfinished: bool) -> int:
         """Send this device's commands over its connection here, if it has one."""
@@ -196,35 +248,77 @@ class AgentHub:
             return sent
 
     async def poll_pending(self, batch_size: int = 500) -> int:
-        """The fallback while the bus is down (a wake-up from another replica may be lost):
-        dispatch the queued commands of the agents connected here. One query per batch of
-        connections finds the few devices that have any; returns how many commands went out."""
+        """The fallback while the bus is down (a wake-up or cancel from another replica may be
+        lost): send the queued commands and the cancels of the agents connected here. One query
+        per batch of connections finds the few devices that have any; returns how many
+        commands and cancels went out."""
         sent = 0
         device_ids = list(self._connections)
         for start in range(0, len(device_ids), batch_size):
             batch = device_ids[start : start + batch_size]
             async with self._sessions() as session:
-                waiting = await session.scalars(
-                    select(Command.device_id)
-                    .where(Command.device_id.in_(batch), Command.status == CommandStatus.QUEUED)
+                rows = await session.execute(
+                    select(Command.device_id, Command.status)
+                    .where(
+                        Command.device_id.in_(batch),
+                        (Command.status == CommandStatus.QUEUED)
+                        | (
+                            Command.cancel_requested_at.is_not(None)
+                            & Command.status.in_([CommandStatus.SENT, CommandStatus.RUNNING])
+                        ),
+                    )
                     .distinct()
                 )
-                found = list(waiting)
-            for device_id in found:
+                found = rows.all()
+            for device_id in {row.device_id for row in found if row.status != "queued"}:
+                sent += await self.send_cancels(device_id)
+            for device_id in {row.device_id for row in found if row.status == "queued"}:
                 sent += await self.dispatch_pending(device_id, all_unfinished=False)
         return sent
 
+    async def _send_items(self, items: object) -> None:
+        """Send the dispatches of a `deliver` message whose agents are connected here."""
+        if not isinstance(items, list):
+            return
+        sends = []
+        for item in items:
+            try:
+                connection = self._connections.get(uuid.UUID(str(item.get("device_id"))))
+                if connection is None:
+                    continue
+                dispatch = CommandDispatch.model_validate(item.get("dispatch"))
+                command_id = uuid.UUID(dispatch.command_id)
+            except (AttributeError, ValueError):  # ValidationError is a ValueError
+                log.warning("ignored a malformed dispatch on the bus")
+                continue
+            # Recorded as sent before it is sent: the agent's ack must find it `sent`.
+            self.writer.sent(connection.tenant_id, connection.device_id, command_id)
+            sends.append(self._send_dispatch(connection, dispatch))
+        for start in range(0, len(sends), DELIVERY_CHUNK):
+            await asyncio.gather(*sends[start : start + DELIVERY_CHUNK])
+
+    @staticmethod
+    async def _send_dispatch(connection: AgentConnection, dispatch: CommandDispatch) -> None:
+        # A send that fails leaves the command `sent`: the next connection gets it again.
+        try:
+            await connection.send(dispatch)
+        except Exception:
+            log.info("dispatch to %s failed; sent again when it reconnects", connection.device_id)
+
     async def _on_bus_message(self, message: dict[str, Any]) -> None:
+        kind = message.get("kind")
+        if kind == "dispatch":
+            await self._send_items(message.get("items"))
+            return
         try:
             device_id = uuid.UUID(str(message.get("device_id")))
         except ValueError:
             return
         if device_id not in self._connections:
-            if message.get("kind") == "watch":
+            if kind == "watch":
                 # Poll agents read their interval on each poll.
                 self._watched_until[device_id] = time.monotonic() + self.settings.watch_ttl_s
             return
-        kind = message.get("kind")
         if kind == "wake":
             await self.dispatch_pending(device_id, all_unfinished=False)
         elif kind == "cancel":
@@ -232,3 +326,49 @@ class AgentHub:
         elif kind == "watch":
             self._watched_until[device_id] = time.monotonic() + self.settings.watch_ttl_s
             await self._push_config(device_id)
+
+    # ---- what agents report ------------------------------------------------------------------
+
+    async def _after_reports(self, stored: Stored) -> None:
+        """After a batch of acks and results committed: live viewers, jobs, the audit log."""
+        events: list[dict[str, Any]] = [
+            {"kind": "status", "status": "running", "command_id": str(e.command_id)}
+            for e in stored.started
+        ]
+        audit: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        for finished in stored.finished:
+            entry, result = finished.entry, finished.result
+            events.append(
+                {
+                    "kind": "done",
+                    "command_id": str(entry.command_id),
+                    "status": result.status,
+                    "exit_code": result.exit_code,
+                    "error": result.error,
+                }
+            )
+            audit.setdefault(entry.tenant_id, []).append(
+                {
+                    "actor": f"agent:{entry.device_id}",
+                    "actor_name": "agent",
+                    "action": "command.finished",
+                    "result": "success" if result.status == CommandStatus.SUCCEEDED else "failure",
+                    "target": f"command:{entry.command_id}",
+                    "device_id": entry.device_id,
+                    "detail": {"status": result.status, "exit_code": result.exit_code},
+                }
+            )
+        await self.output.statuses(events)
+        for job_id in stored.job_ids:
+            _in_background(self.job_progress(job_id))
+        for tenant_id, tenant_events in audit.items():
+            _in_background(record_many(self.system_sessions, tenant_id, tenant_events))
+
+
+_background: set[asyncio.Task[object]] = set()
+
+
+def _in_background(work: Coroutine[object, object, object]) -> None:
+    task: asyncio.Task[object] = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)

@@ -18,7 +18,9 @@ from starlette.websockets import WebSocketDisconnect
 
 from steward.protocol import (
     MAX_MESSAGE_BYTES,
+    CommandAck,
     CommandCancel,
+    CommandResult,
     EnrollRequest,
     EnrollResponse,
     ErrorMessage,
@@ -64,11 +66,13 @@ async def enroll(
     request: Request, runtime: RuntimeDep, session: SystemSessionDep
 ) -> EnrollResponse:
     address = _client_address(request)
-    limiter = runtime.pin_failures
-    if limiter.exceeded(address):
+    limiter = runtime.pin_failures  # shared by the replicas when they share Redis
+    if await limiter.exceeded(address):
+        retry_after_s = await limiter.retry_after_s(address)
+        if runtime.refusals.first_in_window(("enroll", address)):  # a flood is one line
+            log.warning("enrollment refused: too many wrong PINs from %s", address)
         raise RateLimited(
-            "too many failed enrollment attempts from this address",
-            retry_after_s=limiter.retry_after_s(address),
+            "too many failed enrollment attempts from this address", retry_after_s=retry_after_s
         )
     body = await request.body()
     try:
@@ -80,7 +84,7 @@ async def enroll(
             session, runtime.settings.effective_secret_key, enroll_request
         )
     except Unauthorized:
-        limiter.hit(address)
+        await limiter.hit(address)
         await session.rollback()
         raise
     device_id = uuid.UUID(response.device_id)
@@ -229,8 +233,7 @@ async def agent_socket(websocket: WebSocket) -> None:
         hub.status.seen(
             identity.device_id, identity.tenant_id, transport="ws", interval_s=connection.interval_s
         )
-        await hub.send_cancels(identity.device_id)
-        await hub.dispatch_pending(identity.device_id, all_unfinished=True)
+        await hub.catch_up(identity.device_id)
         await _receive_loop(runtime, websocket, connection, identity, send)
     except (TimeoutError, WebSocketDisconnect, ConnectionError):
         pass
@@ -304,6 +307,13 @@ async def _receive_loop(
                 interval_s=connection.interval_s,
                 heartbeat=message,
             )
+            continue
+        if isinstance(message, CommandAck | CommandResult):  # written in batches
+            await hub.writer.room()
+            if isinstance(message, CommandAck):
+                hub.writer.ack(identity.tenant_id, identity.device_id, message.command_id)
+            else:
+                hub.writer.result(identity.tenant_id, identity.device_id, message)
             continue
         async with runtime.system_sessions() as session:
             await handle_message(

@@ -7,22 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import exists, select
 
-from steward.protocol import CommandStatus
 from steward.server.accounts.permissions import Permission as P
 from steward.server.accounts.principal import Principal
 from steward.server.commands import approvals
-from steward.server.commands.models import Command
-from steward.server.commands.schemas import ApprovalPublic, CommandSummary, Decision
-from steward.server.commands.service import approvals_of, count_by_status
-from steward.server.commands.summary import summarise
+from steward.server.commands.schemas import Decision
 from steward.server.deps import AuditorDep, RuntimeDep, SessionDep, require
-from steward.server.devices.access import device_for, visible_devices
-from steward.server.devices.models import Device
+from steward.server.devices.access import device_for
 from steward.server.errors import PermissionDenied
-from steward.server.jobs import schedules, service, targets
-from steward.server.jobs.models import Job
+from steward.server.jobs import listing, schedules, service, targets
 from steward.server.jobs.schemas import (
     JobCreate,
     JobCreated,
@@ -107,85 +100,30 @@ async def list_jobs(
     principal: Viewer,
     session: SessionDep,
     status: Annotated[JobStatus | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=listing.MAX_JOBS_PAGE)] = 50,
 ) -> list[JobPublic]:
     """Jobs with at least one device you reach, newest first."""
-    reach = exists(
-        select(Command.id)
-        .join(Device, Device.id == Command.device_id)
-        .where(Command.job_id == Job.id, visible_devices(principal))
-    )
-    query = select(Job).where(reach).order_by(Job.created_at.desc()).limit(limit)
-    if status is not None:
-        query = query.where(Job.status == status)
-    jobs = list(await session.scalars(query))
-    return [
-        JobPublic.model_validate(job, from_attributes=True).model_copy(
-            update={"counts": await count_by_status(session, job.id)}
-        )
-        for job in jobs
-    ]
+    return await listing.list_jobs(session, principal, status=status, limit=limit)
 
 
 @router.get("/approvals/jobs", response_model=list[JobPublic])
 async def jobs_waiting(principal: Approver, session: SessionDep) -> list[JobPublic]:
     """Jobs waiting for your approval (not your own), oldest first."""
-    reach = exists(
-        select(Command.id)
-        .join(Device, Device.id == Command.device_id)
-        .where(Command.job_id == Job.id, visible_devices(principal))
-    )
-    rows = await session.scalars(
-        select(Job)
-        .where(Job.status == JobStatus.PENDING_APPROVAL, Job.created_by != principal.email, reach)
-        .order_by(Job.created_at)
-        .limit(200)
-    )
-    return [JobPublic.model_validate(job, from_attributes=True) for job in rows]
-
-
-async def job_detail(session: SessionDep, principal: Principal, job: Job) -> JobDetail:
-    rows = await session.execute(
-        select(Command, Device.hostname)
-        .join(Device, Device.id == Command.device_id)
-        .where(Command.job_id == job.id, visible_devices(principal))
-        .order_by(Device.hostname)
-        .limit(1000)
-    )
-    commands = [
-        CommandSummary(
-            id=command.id,
-            device_id=command.device_id,
-            hostname=hostname,
-            job_id=job.id,
-            type=command.type,
-            summary=command.error or summarise(command.type, command.payload),
-            status=CommandStatus(command.status),
-            exit_code=command.exit_code,
-            created_by=command.created_by,
-            risk=command.risk,
-            created_at=command.created_at,
-            finished_at=command.finished_at,
-        )
-        for command, hostname in rows.all()
-    ]
-    decisions = await approvals_of(session, job_id=job.id)
-    return JobDetail.model_validate(job, from_attributes=True).model_copy(
-        update={
-            "counts": await count_by_status(session, job.id),
-            "commands": commands,
-            "approvals": [
-                ApprovalPublic.model_validate(a, from_attributes=True) for a in decisions
-            ],
-        }
-    )
+    return await listing.jobs_waiting(session, principal)
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetail)
-async def get_job(job_id: uuid.UUID, principal: Viewer, session: SessionDep) -> JobDetail:
-    """The job with its progress per status and per device (devices you reach)."""
+async def get_job(
+    job_id: uuid.UUID,
+    principal: Viewer,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=listing.MAX_JOB_DEVICES_PAGE)] = listing.JOB_DEVICES_PAGE,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> JobDetail:
+    """The job with its progress per status and one page of its devices (those you reach, by
+    hostname); `commands_total` says how many there are in all."""
     job = await service.job_for(session, principal, job_id)
-    return await job_detail(session, principal, job)
+    return await listing.job_detail(session, principal, job, limit=limit, offset=offset)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)

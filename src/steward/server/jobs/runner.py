@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,13 +29,13 @@ J = JobStatus
 FAILURES = (S.FAILED, S.TIMED_OUT, S.EXPIRED)
 IN_FLIGHT = (S.QUEUED, S.SENT, S.RUNNING)
 
-Notify = Callable[[uuid.UUID], Awaitable[None]]
+Deliver = Callable[[Sequence[Command]], Awaitable[None]]
 
 
 class JobRunner:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], notify: Notify) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], deliver: Deliver) -> None:
         self._sessions = sessions  # system sessions: jobs of every tenant
-        self._notify = notify  # a device has queued commands (after commit)
+        self._deliver = deliver  # these commands were queued (after commit): send them
         self._active: set[uuid.UUID] = set()
         self._again: set[uuid.UUID] = set()
         self.fire_schedules: Callable[[], Awaitable[int]] | None = None
@@ -49,15 +49,15 @@ class JobRunner:
         try:
             while True:
                 self._again.discard(job_id)
-                devices = await self._advance_once(job_id)
-                for device_id in devices:
-                    await self._notify(device_id)
+                released = await self._advance_once(job_id)
+                if released:
+                    await self._deliver(released)
                 if job_id not in self._again:
                     return
         finally:
             self._active.discard(job_id)
 
-    async def _advance_once(self, job_id: uuid.UUID) -> list[uuid.UUID]:
+    async def _advance_once(self, job_id: uuid.UUID) -> list[Command]:
         async with self._sessions() as session:
             job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
             if job is None or job.finished_at is not None:
@@ -65,7 +65,7 @@ class JobRunner:
             if job.status not in (J.RUNNING, J.STOPPED):
                 return []
             counts = await _counts(session, job_id)
-            released: list[uuid.UUID] = []
+            released: list[Command] = []
             if job.status == J.RUNNING:
                 failures = sum(counts.get(s, 0) for s in FAILURES)
                 threshold = job.error_threshold
@@ -136,25 +136,27 @@ async def _counts(session: AsyncSession, job_id: uuid.UUID) -> dict[str, int]:
     return {status: count for status, count in rows.all()}
 
 
-async def _release(session: AsyncSession, job: Job, room: int) -> list[uuid.UUID]:
-    """Queue up to `room` held commands (oldest first); the devices to wake."""
-    rows = (
-        await session.execute(
-            select(Command.id, Command.device_id)
+async def _release(session: AsyncSession, job: Job, room: int) -> list[Command]:
+    """Queue up to `room` held commands (oldest first); returns them, to be sent."""
+    held = list(
+        await session.scalars(
+            select(Command)
             .where(Command.job_id == job.id, Command.status == S.HELD)
             .order_by(Command.created_at, Command.id)
             .limit(room)
+            .with_for_update()
         )
-    ).all()
-    ids = [row.id for row in rows]
+    )
+    ids = [command.id for command in held]
     for start in range(0, len(ids), 500):
         await session.execute(
             update(Command)
             .where(Command.id.in_(ids[start : start + 500]), Command.status == S.HELD)
             .values(status=S.QUEUED)
+            .execution_options(synchronize_session=False)
         )
     await lifecycle.record(session, job.tenant_id, ids, S.QUEUED, actor=lifecycle.SYSTEM)
-    return [row.device_id for row in rows]
+    return held
 
 
 def _finish(job: Job, counts: dict[str, int]) -> None:

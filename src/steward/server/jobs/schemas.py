@@ -152,7 +152,8 @@ class JobPublic(BaseModel):
 
 class JobDetail(JobPublic):
     approvals: list[ApprovalPublic] = []
-    commands: list[CommandSummary] = []
+    commands: list[CommandSummary] = []  # one page (`limit`, `offset`), by hostname
+    commands_total: int = 0  # the job's commands on devices you reach, in all pages
 
 
 class ScheduleCreate(BaseModel):

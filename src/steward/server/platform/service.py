@@ -94,11 +94,11 @@ async def platform_sign_in(
 ) -> str:
     """A throttled platform login (API and console alike): a platform token, or `RateLimited`
     or `Unauthorized`."""
-    throttle.check(address, "", email)
+    await throttle.check(address, "", email)
     try:
         admin = await authenticate_platform_admin(session, email, password)
     except Unauthorized:
-        throttle.failed(address, "", email)
+        await throttle.failed(address, "", email)
         raise
     return issue_platform_token(
         settings.effective_secret_key, admin.id, settings.access_token_ttl_s

@@ -20,8 +20,7 @@ from steward.server.commands.schemas import CommandCreate
 from steward.server.deps import RuntimeDep, SessionDep, auditor_for
 from steward.server.devices.service import get_device
 from steward.server.errors import Conflict, PermissionDenied
-from steward.server.jobs import lifecycle
-from steward.server.jobs import routes as jobs_api
+from steward.server.jobs import lifecycle, listing
 from steward.server.web.page import Page, PageRoute, require_page
 
 Viewer = Annotated[Page, require_page(P.DEVICE_VIEW)]
@@ -80,13 +79,13 @@ async def run_command(
         )  # fmt: skip
         raise
     await session.commit()  # committed before anyone is told
+    if created.status == CommandStatus.QUEUED:
+        await runtime.hub.deliver([created])
     await auditor(
         "command.submitted", target=f"command:{created.id}", device_id=device_id, risk="medium",
         detail={"type": created.type, "payload": created.payload, "status": created.status,
                 "risk": created.risk, "risk_reasons": created.risk_reasons},
     )  # fmt: skip
-    if created.status == CommandStatus.QUEUED:
-        await runtime.hub.notify_command(device_id)
     if not page.is_htmx:
         return RedirectResponse(f"/commands/{created.id}", status_code=303)
     result = await service.get_command(session, page.me, created.id)
@@ -114,11 +113,15 @@ async def command_history(
     since: Annotated[str, Query(max_length=10)] = "",
     until: Annotated[str, Query(max_length=10)] = "",
     before: Annotated[str, Query(max_length=40)] = "",
+    before_id: Annotated[str, Query(max_length=36)] = "",
 ) -> Response:
     """Commands on devices in reach, newest first, filtered as GET /api/v1/commands; dates are
-    days in the tenant's time zone; the next page starts `before` the last row's time."""
+    days in the tenant's time zone; the next page starts after the last row (`before` its time,
+    or at that time `before_id` its id: a job's commands share one time)."""
     filters = {"device": device, "status": status, "type": type, "user": user,
                "since": since, "until": until}  # fmt: skip
+    after_row, last_day = _instant(before), _day(page, until, next_day=True)
+    upto = min((t for t in (after_row, last_day) if t), default=None)
     rows = await api.command_history(
         page.me,
         session,
@@ -128,15 +131,16 @@ async def command_history(
         type=type if type in set(CommandType) else None,
         created_by=user.strip() or None,
         since=_day(page, since),
-        before=min(
-            (t for t in (_instant(before), _day(page, until, next_day=True)) if t),
-            default=None,
-        ),
+        before=upto,
+        before_id=_uuid(before_id) if upto is not None and upto == after_row else None,
         limit=HISTORY_PAGE,
     )
     more = None
     if len(rows) == HISTORY_PAGE:
-        more = urlencode(filters | {"before": rows[-1].created_at.isoformat()})
+        last = rows[-1]
+        more = urlencode(
+            filters | {"before": last.created_at.isoformat(), "before_id": str(last.id)}
+        )
     return page.render(
         "commands/history.html",
         rows=rows,
@@ -220,14 +224,10 @@ async def approvals_inbox(page: Approver, session: SessionDep) -> Response:
     """The approver's inbox: single commands and jobs waiting for a decision (never one's own),
     each with approve/deny and a comment."""
     waiting = await service.waiting_for(session, page.me)
-    jobs = await jobs_api.jobs_waiting(page.me, session)
-    given: dict[uuid.UUID, int] = {}
-    for command, _ in waiting:
-        decisions = await service.approvals_of(session, command_id=command.id)
-        given[command.id] = sum(1 for d in decisions if d.decision == "approve")
-    for job in jobs:
-        decisions = await service.approvals_of(session, job_id=job.id)
-        given[job.id] = sum(1 for d in decisions if d.decision == "approve")
+    jobs = await listing.jobs_waiting(session, page.me)
+    given = await listing.approvals_given(
+        session, command_ids=[c.id for c, _ in waiting], job_ids=[j.id for j in jobs]
+    )
     return page.render("commands/approvals.html", waiting=waiting, jobs=jobs, given=given)
 
 

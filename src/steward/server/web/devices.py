@@ -18,7 +18,7 @@ from steward.server.commands.service import list_device_commands
 from steward.server.db.base import utcnow
 from steward.server.deps import RuntimeDep, SessionDep
 from steward.server.devices import service
-from steward.server.devices.schemas import DeviceDetail
+from steward.server.devices.schemas import DeviceDetail, DeviceSort
 from steward.server.tenancy.groups import list_groups
 from steward.server.web.page import Page, PageRoute, require_page
 
@@ -31,30 +31,39 @@ data_router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 RECENT_COMMANDS = 10
 Search = Annotated[str, Query(max_length=255)]
+# One of `DeviceSort` (the API's allow-list); anything else shows the default order.
+Sort = Annotated[str, Query(max_length=16)]
 # `?page=` in URLs; `page` in the handlers is the page context.
 PageNumber = Annotated[int, Query(alias="page", ge=1, le=1_000_000)]
 
 
-def _query(q: str, page_number: int) -> str:
+def _query(q: str, page_number: int, sort: DeviceSort = DeviceSort.HOSTNAME) -> str:
     params: dict[str, str | int] = {}
     if q:
         params["q"] = q
+    if sort is not DeviceSort.HOSTNAME:
+        params["sort"] = sort.value
     if page_number > 1:
         params["page"] = page_number
     return f"?{urlencode(params)}" if params else ""
 
 
-async def _table(page: Page, session: AsyncSession, q: str, page_number: int) -> dict[str, Any]:
+async def _table(
+    page: Page, session: AsyncSession, q: str, page_number: int, sort_name: str
+) -> dict[str, Any]:
     search = q.strip() or None
+    sort = DeviceSort(sort_name) if sort_name in set(DeviceSort) else DeviceSort.HOSTNAME
     devices, total = await service.list_devices(
-        session, page.me, search=search, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE
-    )
+        session, page.me, search=search, sort=sort, limit=PAGE_SIZE,
+        offset=(page_number - 1) * PAGE_SIZE,
+    )  # fmt: skip
     pages = max(1, math.ceil(total / PAGE_SIZE))
     if page_number > pages:  # the fleet shrank under a later page: show the last one
         page_number = pages
         devices, total = await service.list_devices(
-            session, page.me, search=search, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE
-        )
+            session, page.me, search=search, sort=sort, limit=PAGE_SIZE,
+            offset=(page_number - 1) * PAGE_SIZE,
+        )  # fmt: skip
     return {
         "devices": devices,
         "total": total,
@@ -64,23 +73,31 @@ async def _table(page: Page, session: AsyncSession, q: str, page_number: int) ->
         "pages": pages,
         "first_row": (page_number - 1) * PAGE_SIZE + 1 if total else 0,
         "last_row": (page_number - 1) * PAGE_SIZE + len(devices),
-        "list_url": lambda n: f"/devices{_query(q, n)}",
-        "table_url": lambda n: f"/devices/table{_query(q, n)}",
+        "sort": sort.value,
+        "list_url": lambda n: f"/devices{_query(q, n, sort)}",
+        "table_url": lambda n: f"/devices/table{_query(q, n, sort)}",
+        # a column's header: sort by it, or the other way round when it is the order already
+        "sort_url": lambda column: f"/devices{_query(q, 1, _toggled(sort, column))}",
     }
+
+
+def _toggled(current: DeviceSort, column: str) -> DeviceSort:
+    return DeviceSort(f"-{column}") if current.value == column else DeviceSort(column)
 
 
 @router.get("/devices")
 async def device_list(
-    page: Viewer, session: SessionDep, q: Search = "", page_number: PageNumber = 1
+    page: Viewer, session: SessionDep, q: Search = "", page_number: PageNumber = 1, sort: Sort = ""
 ) -> Response:
-    return page.render("devices/list.html", **await _table(page, session, q, page_number))
+    context = await _table(page, session, q, page_number, sort)
+    return page.render("devices/list.html", **context)
 
 
 @router.get("/devices/table")
 async def device_table(
-    page: Viewer, session: SessionDep, q: Search = "", page_number: PageNumber = 1
+    page: Viewer, session: SessionDep, q: Search = "", page_number: PageNumber = 1, sort: Sort = ""
 ) -> Response:
-    context = await _table(page, session, q, page_number)
+    context = await _table(page, session, q, page_number, sort)
     # Keep the address bar in step with the search and page, without new history entries.
     headers = {"HX-Replace-Url": context["list_url"](context["page_number"])}
     return page.render("devices/_table.html", headers=headers, **context)

@@ -2,12 +2,13 @@
 approve/deny, and a device's tags. The composer (`jobs_composer.py`) and the schedules
 (`jobs_schedules.py`) are included here, so the console mounts one router.
 
-Handlers call what the API routes call (jobs/service.py, jobs/routes.py's queries,
+Handlers call what the API routes call (jobs/service.py, jobs/listing.py,
 commands/approvals.py) and audit the same actions.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Annotated, Any
 
@@ -19,8 +20,7 @@ from steward.server.commands import approvals
 from steward.server.deps import RuntimeDep, SessionDep
 from steward.server.devices.access import device_for
 from steward.server.errors import Conflict
-from steward.server.jobs import routes as api
-from steward.server.jobs import service, targets
+from steward.server.jobs import listing, service, targets
 from steward.server.jobs.schemas import JobStatus
 from steward.server.web import jobs_composer, jobs_schedules
 from steward.server.web.account import page_auditor
@@ -31,6 +31,9 @@ Runner = Annotated[Page, require_page(P.COMMAND_RUN)]
 Approver = Annotated[Page, require_page(P.COMMAND_APPROVE)]
 Manager = Annotated[Page, require_page(P.DEVICE_MANAGE)]
 Comment = Annotated[str, Form(max_length=1000)]
+# `?page=` of a job's devices (100 a page: a job may have 20,000)
+PageNumber = Annotated[int, Query(alias="page", ge=1, le=1_000_000)]
+DEVICES_PAGE = listing.JOB_DEVICES_PAGE
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 router.include_router(jobs_composer.router)
@@ -57,18 +60,27 @@ async def job_list(
     page: Viewer, session: SessionDep, status: Annotated[str, Query(max_length=32)] = ""
 ) -> Response:
     chosen = JobStatus(status) if status in set(JobStatus) else None
-    jobs = await api.list_jobs(page.me, session, status=chosen, limit=100)
+    jobs = await listing.list_jobs(session, page.me, status=chosen, limit=100)
     return page.render(
         "jobs/list.html", jobs=jobs, status=chosen.value if chosen else "", statuses=list(JobStatus)
     )
 
 
-async def _detail(page: Page, session: SessionDep, job_id: uuid.UUID) -> dict[str, Any]:
+async def _detail(
+    page: Page, session: SessionDep, job_id: uuid.UUID, page_number: int
+) -> dict[str, Any]:
     job = await service.job_for(session, page.me, job_id)
-    detail = await api.job_detail(session, page.me, job)
+    offset = (page_number - 1) * DEVICES_PAGE
+    detail = await listing.job_detail(session, page.me, job, limit=DEVICES_PAGE, offset=offset)
+    pages = max(1, math.ceil(detail.commands_total / DEVICES_PAGE))
     approved = sum(1 for a in detail.approvals if a.decision == "approve")
     return {
         "job": detail,
+        "page_number": page_number,
+        "pages": pages,
+        "first_row": offset + 1 if detail.commands else 0,
+        "last_row": offset + len(detail.commands),
+        "page_query": lambda n: f"?page={n}" if n > 1 else "",
         "final": detail.status.is_final,
         "progress": PROGRESS,
         "done": sum(n for s, n in detail.counts.items() if s in _FINISHED),
@@ -81,14 +93,19 @@ _FINISHED = {"succeeded", "failed", "timed_out", "cancelled", "expired", "denied
 
 
 @router.get("/jobs/{job_id}")
-async def job_page(job_id: uuid.UUID, page: Viewer, session: SessionDep) -> Response:
-    return page.render("jobs/page.html", **await _detail(page, session, job_id))
+async def job_page(
+    job_id: uuid.UUID, page: Viewer, session: SessionDep, page_number: PageNumber = 1
+) -> Response:
+    return page.render("jobs/page.html", **await _detail(page, session, job_id, page_number))
 
 
 @router.get("/jobs/{job_id}/progress")
-async def job_progress(job_id: uuid.UUID, page: Viewer, session: SessionDep) -> Response:
+async def job_progress(
+    job_id: uuid.UUID, page: Viewer, session: SessionDep, page_number: PageNumber = 1
+) -> Response:
     """The part of the job page that refreshes (every 2 s while the job is not finished)."""
-    return page.render("jobs/_progress.html", **await _detail(page, session, job_id))
+    context = await _detail(page, session, job_id, page_number)
+    return page.render("jobs/_progress.html", **context)
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -1,0 +1,1 @@
+"""Several replicas behind a load balancer, and the database restarting under them."""
