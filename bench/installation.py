@@ -142,7 +142,8 @@ async def _populate(env: dict[str, str], slug: str, agents: int) -> list[dict[st
                 agent_version="bench", os_name="Linux",
             )  # fmt: skip
             response = await enroll(session, secret_key, request)
-            enrolled.append(response.model_dump(mode="json"))
+            # The hostname travels with the credentials: the agent says it again in `hello`.
+            enrolled.append(response.model_dump(mode="json") | {"hostname": request.hostname})
         await session.commit()
     return enrolled
 

@@ -138,7 +138,7 @@ class _Agent:
                 "type": MessageType.HELLO,
                 "protocol_version": 1,
                 "agent_version": "bench",
-                "hostname": f"sim-{self.index}",
+                "hostname": self.creds.get("hostname", f"sim-{self.index}"),
             }
             await ws.send(json.dumps(hello))
             async with asyncio.timeout(WELCOME_TIMEOUT_S):

@@ -91,7 +91,7 @@ class Runtime:
             admission=AdmissionGate(
                 concurrent=settings.agent_handshakes_concurrent,
                 wait_s=settings.agent_handshake_wait_s,
-                retry_after_s=(5, 30),
+                retry_after_s=(2, 10),
             ),
             tenants=TenantResolver(system_sessions, bus, ttl_s=settings.tenant_cache_ttl_s),
             audit_forwarder=AuditForwarder.from_settings(settings),

@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     # about twice this after the leader dies (docs/deploy.md).
     leader_check_interval_s: float = Field(default=5.0, gt=0.0, le=10.0)
     max_agent_connections: int = 19_000
-    agent_handshakes_concurrent: int = 16
+    # Handshakes waiting for the database at once (their credentials are checked together).
+    agent_handshakes_concurrent: int = 500
     agent_handshake_wait_s: float = 5.0
     max_request_bytes: int = 1024 * 1024
     # Adds `X-Steward-Committed-At` to command submissions, for the benchmark (bench/).

@@ -115,6 +115,63 @@ async def mark_sent(
     )
 
 
+async def unfinished_for_many(
+    session: AsyncSession, device_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[list[str], list[Command]]]:
+    """For agents that just connected: per device, the cancels it should hear and every
+    unfinished command (two queries for all of them; `cancels_for` and `pending_for`)."""
+    found: dict[uuid.UUID, tuple[list[str], list[Command]]] = {d: ([], []) for d in device_ids}
+    recent = utcnow() - timedelta(seconds=RECENT_CANCEL_S)
+    cancels = await session.execute(
+        select(Command.device_id, Command.id).where(
+            Command.device_id.in_(list(device_ids)),
+            Command.cancel_requested_at.is_not(None),
+            Command.status.in_([S.SENT, S.RUNNING])
+            | ((Command.status == S.CANCELLED) & (Command.cancel_requested_at > recent)),
+        )
+    )
+    for device_id, command_id in cancels:
+        found[device_id][0].append(str(command_id))
+    pending = await session.scalars(
+        select(Command)
+        .where(Command.device_id.in_(list(device_ids)), Command.status.in_(list(_IN_FLIGHT)))
+        .order_by(Command.created_at, Command.id)
+    )
+    for command in pending:
+        found[command.device_id][1].append(command)
+    return found
+
+
+async def mark_sent_many(session: AsyncSession, sending: Sequence[Command]) -> None:
+    """`mark_sent` for commands of many devices and tenants (ids this server just read)."""
+    ids = [c.id for c in sending]
+    if not ids:
+        return
+    outcome = await session.execute(
+        update(Command)
+        .where(Command.id.in_(ids), Command.status.in_([S.QUEUED, S.SENT]))
+        .values(status=S.SENT, sent_at=utcnow())
+        .returning(Command.id, Command.tenant_id)
+        .execution_options(synchronize_session=False)
+    )
+    again = await session.execute(
+        update(Command)
+        .where(Command.id.in_(ids), Command.status == S.RUNNING)
+        .values(sent_at=utcnow())
+        .returning(Command.id, Command.tenant_id)
+        .execution_options(synchronize_session=False)
+    )
+    await lifecycle.record_many(
+        session, [(row.tenant_id, row.id, S.SENT) for row in outcome], actor=lifecycle.SYSTEM
+    )
+    await lifecycle.record_many(
+        session,
+        [(row.tenant_id, row.id, S.RUNNING) for row in again],
+        actor=lifecycle.SYSTEM,
+        note=SENT_AGAIN,
+    )
+
+
 async def mark_running(
     session: AsyncSession, tenant_id: uuid.UUID, device_id: uuid.UUID, command_id: str
 ) -> None:

@@ -12,6 +12,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -175,25 +176,41 @@ def parse_agent_authorization(header: str | None) -> tuple[uuid.UUID, str]:
 
 async def authenticate_agent(session: AsyncSession, header: str | None) -> AgentIdentity:
     agent_id, secret = parse_agent_authorization(header)
-    row = (
-        await session.execute(
+    [outcome] = await authenticate_agents(session, [(agent_id, secret)])
+    if isinstance(outcome, Unauthorized):
+        raise outcome
+    return outcome
+
+
+async def authenticate_agents(
+    session: AsyncSession, claims: list[tuple[uuid.UUID, str]]
+) -> list[AgentIdentity | Unauthorized]:
+    """Check many agents' credentials with one query (agents connecting at the same moment);
+    for each claim its identity or the refusal, in order."""
+    rows = {
+        row[0].id: row
+        for row in await session.execute(
             select(AgentCredential, Tenant.status, Device.hostname, Device.agent_version)
             .join(Tenant, Tenant.id == AgentCredential.tenant_id)
             .join(Device, Device.id == AgentCredential.device_id)
-            .where(AgentCredential.id == agent_id)
+            .where(AgentCredential.id.in_({agent_id for agent_id, _ in claims}))
         )
-    ).first()
+    }
+    return [_identity(rows.get(agent_id), secret) for agent_id, secret in claims]
+
+
+def _identity(row: Any, secret: str) -> AgentIdentity | Unauthorized:
     if row is None:
         hmac.compare_digest(hash_agent_secret(secret), "0" * 64)  # same work either way
-        raise Unauthorized("agent credentials are not valid", code="agent_unauthorized")
+        return Unauthorized("agent credentials are not valid", code="agent_unauthorized")
     credential, tenant_status, hostname, agent_version = row
     if (
         not hmac.compare_digest(credential.secret_hash, hash_agent_secret(secret))
         or credential.revoked_at is not None
     ):
-        raise Unauthorized("agent credentials are not valid", code="agent_unauthorized")
+        return Unauthorized("agent credentials are not valid", code="agent_unauthorized")
     if tenant_status != TenantStatus.ACTIVE:
-        raise Unauthorized("the tenant is disabled", code="tenant_disabled")
+        return Unauthorized("the tenant is disabled", code="tenant_disabled")
     return AgentIdentity(
         agent_id=credential.id,
         device_id=credential.device_id,

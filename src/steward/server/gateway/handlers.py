@@ -22,7 +22,6 @@ from steward.protocol import (
 )
 from steward.server.audit.service import record
 from steward.server.commands import delivery as commands
-from steward.server.db.base import utcnow
 from steward.server.devices.enrollment import AgentIdentity
 from steward.server.devices.models import Device
 from steward.server.gateway.hub import AgentHub
@@ -58,25 +57,23 @@ async def handle_message(
             interval_s=interval_s,
             heartbeat=message,
         )
-    elif isinstance(message, FullHeartbeat):
+    elif isinstance(message, FullHeartbeat):  # written with the next status flush
         hub.status.seen(device_id, identity.tenant_id, transport=transport, interval_s=interval_s)
-        await session.execute(
-            update(Device)
-            .where(Device.id == device_id)
-            .values(
-                hostname=message.hostname,
-                os_name=message.os_name,
-                os_version=message.os_version,
-                architecture=message.architecture,
-                cpu_model=message.cpu_model,
-                cpu_cores=message.cpu_cores,
-                memory_total_bytes=message.memory_total_bytes,
-                serial_number=message.serial_number,
-                boot_time=_aware(message.boot_time),
-                disks=[d.model_dump() for d in message.disks],
-                top_processes=[p.model_dump() for p in message.top_processes],
-                inventory_at=utcnow(),
-            )
+        hub.status.inventory(
+            device_id,
+            {
+                "hostname": message.hostname,
+                "os_name": message.os_name,
+                "os_version": message.os_version,
+                "architecture": message.architecture,
+                "cpu_model": message.cpu_model,
+                "cpu_cores": message.cpu_cores,
+                "memory_total_bytes": message.memory_total_bytes,
+                "serial_number": message.serial_number,
+                "boot_time": _aware(message.boot_time),
+                "disks": [d.model_dump() for d in message.disks],
+                "top_processes": [p.model_dump() for p in message.top_processes],
+            },
         )
     elif isinstance(message, Hello):
         await session.execute(

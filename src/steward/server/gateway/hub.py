@@ -33,12 +33,16 @@ from steward.server.commands import delivery as commands
 from steward.server.commands.batch import DeliveryWriter, Stored
 from steward.server.commands.models import Command
 from steward.server.commands.output import OutputHub
+from steward.server.devices.enrollment import AgentIdentity, authenticate_agents
+from steward.server.errors import Unauthorized
+from steward.server.gateway.handshakes import Coalescer
 from steward.server.gateway.status import StatusBuffer
 from steward.server.settings import Settings
 
 log = logging.getLogger(__name__)
 INLINE_PAYLOAD_BYTES = 32 * 1024  # larger payloads travel as a wake-up, not on the bus
 DELIVERY_CHUNK = 500  # dispatches per bus message and per round of concurrent sends
+RECENT_SENDS = 256  # command ids remembered per connection
 
 Sender = Callable[
     [AgentConfig | CommandDispatch | CommandCancel | ErrorMessage | Welcome], Awaitable[None]
@@ -55,6 +59,18 @@ class AgentConnection:
     interval_s: float
     opened_at: float = field(default_factory=time.monotonic)
     dispatch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Commands sent on this connection lately: a delivery from the bus and the catch-up of a
+    # new connection can race for the same command; it goes out once.
+    recent: dict[uuid.UUID, None] = field(default_factory=dict)
+
+    def first_time(self, command_id: uuid.UUID) -> bool:
+        """True (and remembered) unless this command went out on this connection lately."""
+        if command_id in self.recent:
+            return False
+        if len(self.recent) >= RECENT_SENDS:
+            del self.recent[next(iter(self.recent))]
+        self.recent[command_id] = None
+        return True
 
 
 class AgentHub:
@@ -77,6 +93,9 @@ class AgentHub:
         # Sends, acks and results written in batches (commands/batch.py); run by the runtime.
         self.writer = DeliveryWriter(sessions)
         self.writer.after_commit = self._after_reports
+        self._catch_ups = Coalescer(self._catch_up_many)
+        # `await hub.authenticate((agent_id, secret))`: credentials checked many at a time.
+        self.authenticate = Coalescer(self._authenticate_many)
         self._connections: dict[uuid.UUID, AgentConnection] = {}
         self._watched_until: dict[uuid.UUID, float] = {}
         # Set by the runtime: a job's command finished (jobs/runner.py releases the next ones).
@@ -198,26 +217,37 @@ class AgentHub:
         return len(cancels)
 
     async def catch_up(self, device_id: uuid.UUID) -> None:
-        """A new connection: its cancels and every unfinished command, read in one transaction
-        (the agent's ledger drops what it already ran and reports its result again)."""
+        """A new connection: its cancels and every unfinished command (the agent's ledger drops
+        what it already ran and reports its result again). Connections of the same moment
+        share the queries (gateway/handshakes.py)."""
         connection = self._connections.get(device_id)
         if connection is None:
             return
         async with connection.dispatch_lock:
-            async with self._sessions() as session:
-                cancels = await commands.cancels_for(session, device_id)
-                pending = await commands.pending_for(session, device_id)
-                await commands.mark_sent(
-                    session, connection.tenant_id, device_id, [c.id for c in pending]
-                )
-                await session.commit()
+            cancels, pending = await self._catch_ups(device_id)
             try:
                 for command_id in cancels:
                     await connection.send(CommandCancel(command_id=command_id))
                 for command in pending:
-                    await connection.send(commands.to_dispatch(command))
+                    if connection.first_time(command.id):
+                        await connection.send(commands.to_dispatch(command))
             except Exception:
                 log.info("catching up %s failed; again when it reconnects", device_id)
+
+    async def _authenticate_many(
+        self, claims: list[tuple[uuid.UUID, str]]
+    ) -> list[AgentIdentity | Unauthorized]:
+        async with self._sessions() as session:
+            return await authenticate_agents(session, claims)
+
+    async def _catch_up_many(
+        self, device_ids: list[uuid.UUID]
+    ) -> list[tuple[list[str], list[Command]]]:
+        async with self._sessions() as session:
+            found = await commands.unfinished_for_many(session, device_ids)
+            await commands.mark_sent_many(session, [c for _, p in found.values() for c in p])
+            await session.commit()
+        return [found[device_id] for device_id in device_ids]
 
     async def dispatch_pending(self, device_id: uuid.UUID, *, all_unfinished: bool) -> int:
         """Send this device's commands over its connection here, if it has one."""
@@ -291,6 +321,8 @@ class AgentHub:
             except (AttributeError, ValueError):  # ValidationError is a ValueError
                 log.warning("ignored a malformed dispatch on the bus")
                 continue
+            if not connection.first_time(command_id):
+                continue  # the connection's catch-up sent it already
             # Recorded as sent before it is sent: the agent's ack must find it `sent`.
             self.writer.sent(connection.tenant_id, connection.device_id, command_id)
             sends.append(self._send_dispatch(connection, dispatch))

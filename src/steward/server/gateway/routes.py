@@ -182,10 +182,12 @@ async def agent_socket(websocket: WebSocket) -> None:
         await _deny(websocket, gate.refuse("the server is at capacity"))
         return
     try:
-        async with gate.slot(), runtime.system_sessions() as session:
-            identity = await enrollment.authenticate_agent(
-                session, websocket.headers.get("authorization")
-            )
+        claim = enrollment.parse_agent_authorization(websocket.headers.get("authorization"))
+        async with gate.slot():
+            outcome = await hub.authenticate(claim)  # with others connecting now (one query)
+        if isinstance(outcome, Unauthorized):
+            raise outcome
+        identity = outcome
     except (Unauthorized, ServerBusy) as exc:
         await _deny(websocket, exc)
         return

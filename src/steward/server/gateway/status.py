@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, true, update
+from sqlalchemy import Table, bindparam, insert, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from steward.protocol import LightHeartbeat
 from steward.server.db.base import utcnow
-from steward.server.devices.models import DeviceMetric, DeviceStatus
+from steward.server.devices.models import Device, DeviceMetric, DeviceStatus
 
 log = logging.getLogger(__name__)
 _CHUNK = 500  # rows per statement: stays under SQLite's bound-parameter limit
@@ -45,6 +45,7 @@ class StatusBuffer:
         self._sessions = sessions
         self._missed = missed_heartbeats_offline
         self._pending: dict[uuid.UUID, _Pending] = {}
+        self._inventory: dict[uuid.UUID, dict[str, Any]] = {}  # newest full heartbeat per device
         self._lock = asyncio.Lock()
 
     def __len__(self) -> int:
@@ -70,6 +71,11 @@ class StatusBuffer:
             entry.sample = heartbeat
             entry.history.append((now, heartbeat.cpu_percent, heartbeat.memory_percent))
 
+    def inventory(self, device_id: uuid.UUID, values: dict[str, Any]) -> None:
+        """A full heartbeat's specs and inventory (columns of `devices`), written with the
+        next flush: after a restart thousands arrive at once, in one statement per 500."""
+        self._inventory[device_id] = values | {"inventory_at": utcnow()}
+
     def offline(self, device_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
         entry = self._pending.get(device_id)
         if entry is None:
@@ -81,16 +87,20 @@ class StatusBuffer:
         """Write what changed since the last flush. Returns the number of devices written."""
         async with self._lock:
             pending, self._pending = self._pending, {}
-            if not pending:
+            inventory, self._inventory = self._inventory, {}
+            if not pending and not inventory:
                 return 0
             try:
                 async with self._sessions() as session:
                     await self._write(session, pending)
+                    await _write_inventory(session, inventory)
                     await session.commit()
             except Exception:
                 # Keep what failed unless newer state arrived meanwhile; retried next interval.
                 for device_id, entry in pending.items():
                     self._pending.setdefault(device_id, entry)
+                for device_id, values in inventory.items():
+                    self._inventory.setdefault(device_id, values)
                 raise
             return len(pending)
 
@@ -165,6 +175,25 @@ class StatusBuffer:
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+async def _write_inventory(
+    session: AsyncSession, inventory: dict[uuid.UUID, dict[str, Any]]
+) -> None:
+    rows = [{"b_id": device_id, **values} for device_id, values in inventory.items()]
+    connection = await session.connection()
+    for start in range(0, len(rows), _CHUNK):
+        await connection.execute(_INVENTORY_UPDATE, rows[start : start + _CHUNK])
+
+
+_DEVICES = cast(Table, Device.__table__)
+INVENTORY_COLUMNS = (
+    "hostname", "os_name", "os_version", "architecture", "cpu_model", "cpu_cores",
+    "memory_total_bytes", "serial_number", "boot_time", "disks", "top_processes", "inventory_at",
+)  # fmt: skip
+_INVENTORY_UPDATE = (
+    update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("b_id"))
+    .values({column: bindparam(column) for column in INVENTORY_COLUMNS})
+)
 _STATUS_TABLE = cast(Table, DeviceStatus.__table__)
 _METRICS_INSERT = insert(cast(Table, DeviceMetric.__table__))
 
