@@ -132,8 +132,10 @@ async def test_status_buffer_flushes_in_one_go_and_sweeps_silent_devices(
     tenant, device = await _tenant_with_device(system_sessions)
     device_id = uuid.UUID(device)
     buffer = StatusBuffer(system_sessions, missed_heartbeats_offline=3)
-    beat = LightHeartbeat(cpu_percent=10, memory_percent=20, uptime_s=5, ip_addresses=["10.1.1.1"])
-    for _ in range(3):
+    for cpu in (30, 20, 10):
+        beat = LightHeartbeat(
+            cpu_percent=cpu, memory_percent=20, uptime_s=5, ip_addresses=["10.1.1.1"]
+        )
         buffer.seen(device_id, tenant.id, transport="ws", interval_s=0.1, heartbeat=beat)
     assert await buffer.flush() == 1
     assert await buffer.flush() == 0
@@ -143,7 +145,8 @@ async def test_status_buffer_flushes_in_one_go_and_sweeps_silent_devices(
         metrics = (
             await session.scalars(select(DeviceMetric).where(DeviceMetric.device_id == device_id))
         ).all()
-        assert len(metrics) == 3
+        # One history point per device per flush: the newest sample.
+        assert [m.cpu_percent for m in metrics] == [10]
     await asyncio.sleep(1.5)  # 3 missed 0.1 s intervals + 1 s grace
     assert await buffer.sweep_offline() >= 1
     async with system_sessions() as session:
