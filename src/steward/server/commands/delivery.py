@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,27 @@ from steward.server.jobs import lifecycle
 
 S = CommandStatus
 _IN_FLIGHT = (S.QUEUED, S.SENT, S.RUNNING)
+
+
+class Queued(Protocol):
+    """What a dispatch is made of: a Command, or a row of one."""
+
+    id: uuid.UUID
+    device_id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    timeout_s: float
+
+
+def dispatch_fields(command: Queued) -> dict[str, Any]:
+    """The `command.dispatch` message as JSON-ready fields (what `to_dispatch` validates)."""
+    return {
+        "type": "command.dispatch",
+        "command_id": str(command.id),
+        "command_type": command.type,
+        "payload": command.payload,
+        "timeout_s": command.timeout_s,
+    }
 
 
 def to_dispatch(command: Command) -> CommandDispatch:

@@ -60,14 +60,25 @@ def risk_of(command_type: str, payload: dict[str, Any]) -> Assessment:
     return assess(command_type, payload)
 
 
+@dataclass
+class Memo:
+    """For one submission to many devices: what does not depend on the device is worked out
+    once (the risk of the payload; the policy per group), not once per device."""
+
+    risk: Assessment | None = None
+    policies: dict[Any, Any] = field(default_factory=dict)
+
+
 def judge(
     principal: Principal,
     rules: TenantRules,
     device: DeviceLike,
     command_type: str,
     payload: dict[str, Any],
+    memo: Memo | None = None,
 ) -> Verdict:
     """Raises PermissionDenied / NotFound (role, scope, window) or `Blocked` (a rule)."""
+    memo = memo or Memo()
     decision = authorize(
         principal,
         Permission.COMMAND_RUN,
@@ -75,18 +86,20 @@ def judge(
         command_type=command_type,
         command_payload=payload,
     )
-    policy = evaluate(
-        rules.policy,
-        role=str(principal.role),
-        group_id=device.group_id,
-        group_name=rules.group_names.get(device.group_id),
-        command_type=command_type,
-        payload=payload,
-    )
+    policy = memo.policies.get(device.group_id)
+    if policy is None:
+        policy = memo.policies[device.group_id] = evaluate(
+            rules.policy,
+            role=str(principal.role),
+            group_id=device.group_id,
+            group_name=rules.group_names.get(device.group_id),
+            command_type=command_type,
+            payload=payload,
+        )
     if policy.blocked:
         rule = policy.blocked_by.id if policy.blocked_by is not None else ""
         raise Blocked(policy.reason, rule)
-    assessment = risk_of(command_type, payload)
+    assessment = memo.risk = memo.risk or risk_of(command_type, payload)
     high = assessment.level is Risk.HIGH
     why = ""
     if decision.needs_approval:

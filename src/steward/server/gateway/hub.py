@@ -177,14 +177,14 @@ class AgentHub:
         """Call after the command's transaction committed: its replica looks it up and sends it."""
         await self._bus.publish(AGENT_CHANNEL, {"kind": "wake", "device_id": str(device_id)})
 
-    async def deliver(self, queued: Sequence[Command]) -> None:
+    async def deliver(self, queued: Sequence[commands.Queued]) -> None:
         """Call after these queued commands committed: each goes, as it is, to whichever replica
         holds its agent, which sends it at once (no query) and records it as sent in its next
         batch (commands/batch.py). Large payloads go as a wake-up instead (the replica reads
         them from the database). One bus message per few hundred commands, not per device."""
         items: list[dict[str, Any]] = []
         for command in queued:
-            dispatch = commands.to_dispatch(command).model_dump(mode="json")
+            dispatch = commands.dispatch_fields(command)
             if len(json.dumps(dispatch["payload"])) > INLINE_PAYLOAD_BYTES:
                 await self.notify_command(command.device_id)
                 continue

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from steward.protocol import CommandStatus
 from steward.server.commands import service as commands
+from steward.server.commands.delivery import Queued
 from steward.server.commands.models import Command
 from steward.server.db.base import utcnow
 from steward.server.jobs import lifecycle
@@ -29,7 +31,7 @@ J = JobStatus
 FAILURES = (S.FAILED, S.TIMED_OUT, S.EXPIRED)
 IN_FLIGHT = (S.QUEUED, S.SENT, S.RUNNING)
 
-Deliver = Callable[[Sequence[Command]], Awaitable[None]]
+Deliver = Callable[[Sequence[Queued]], Awaitable[None]]
 
 
 class JobRunner:
@@ -57,7 +59,7 @@ class JobRunner:
         finally:
             self._active.discard(job_id)
 
-    async def _advance_once(self, job_id: uuid.UUID) -> list[Command]:
+    async def _advance_once(self, job_id: uuid.UUID) -> list[Queued]:
         async with self._sessions() as session:
             job = await session.scalar(select(Job).where(Job.id == job_id).with_for_update())
             if job is None or job.finished_at is not None:
@@ -65,7 +67,7 @@ class JobRunner:
             if job.status not in (J.RUNNING, J.STOPPED):
                 return []
             counts = await _counts(session, job_id)
-            released: list[Command] = []
+            released: list[Queued] = []
             if job.status == J.RUNNING:
                 failures = sum(counts.get(s, 0) for s in FAILURES)
                 threshold = job.error_threshold
@@ -136,27 +138,28 @@ async def _counts(session: AsyncSession, job_id: uuid.UUID) -> dict[str, int]:
     return {status: count for status, count in rows.all()}
 
 
-async def _release(session: AsyncSession, job: Job, room: int) -> list[Command]:
-    """Queue up to `room` held commands (oldest first); returns them, to be sent."""
-    held = list(
-        await session.scalars(
-            select(Command)
-            .where(Command.job_id == job.id, Command.status == S.HELD)
-            .order_by(Command.created_at, Command.id)
-            .limit(room)
-            .with_for_update()
-        )
+async def _release(session: AsyncSession, job: Job, room: int) -> list[Queued]:
+    """Queue up to `room` held commands (oldest first), in one statement; returns them, to be
+    sent. Another replica releasing at the same moment cannot take the same ones: the update
+    only moves commands still held."""
+    oldest_held = (
+        select(Command.id)
+        .where(Command.job_id == job.id, Command.status == S.HELD)
+        .order_by(Command.created_at, Command.id)
+        .limit(room)
     )
-    ids = [command.id for command in held]
-    for start in range(0, len(ids), 500):
-        await session.execute(
-            update(Command)
-            .where(Command.id.in_(ids[start : start + 500]), Command.status == S.HELD)
-            .values(status=S.QUEUED)
-            .execution_options(synchronize_session=False)
-        )
-    await lifecycle.record(session, job.tenant_id, ids, S.QUEUED, actor=lifecycle.SYSTEM)
-    return held
+    released = await session.execute(
+        update(Command)
+        .where(Command.id.in_(oldest_held.scalar_subquery()), Command.status == S.HELD)
+        .values(status=S.QUEUED)
+        .returning(Command.id, Command.device_id, Command.type, Command.payload, Command.timeout_s)
+        .execution_options(synchronize_session=False)
+    )
+    rows = cast(list[Queued], released.all())
+    await lifecycle.record(
+        session, job.tenant_id, [row.id for row in rows], S.QUEUED, actor=lifecycle.SYSTEM
+    )
+    return rows
 
 
 def _finish(job: Job, counts: dict[str, int]) -> None:

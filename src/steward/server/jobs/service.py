@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.protocol import CommandStatus
 from steward.server.accounts.permissions import Permission
 from steward.server.accounts.principal import Principal, authorize
 from steward.server.commands import service as commands
-from steward.server.commands.gate import TenantRules, Verdict, judge
+from steward.server.commands.gate import Memo, TenantRules, Verdict, judge
 from steward.server.commands.models import Command
 from steward.server.commands.risk import Assessment
 from steward.server.db.base import new_id, utcnow
@@ -66,9 +67,11 @@ async def create_job(
     accepted: list[tuple[Device, Verdict]] = []
     excluded: list[Excluded] = []
     first_block: PermissionDenied | None = None
+    memo = Memo()  # the payload's risk and each group's policy, worked out once
     for device in devices:
         try:
-            accepted.append((device, judge(principal, rules, device, str(request.type), payload)))
+            verdict = judge(principal, rules, device, str(request.type), payload, memo)
+            accepted.append((device, verdict))
         except (PermissionDenied, NotFound) as exc:
             first_block = first_block or (exc if isinstance(exc, PermissionDenied) else None)
             excluded.append(
@@ -139,8 +142,9 @@ async def create_job(
         }
         for command_id, (device, verdict) in zip(ids, accepted, strict=True)
     ]
+    connection = await session.connection()  # Core executemany: no ORM work per row
     for chunk in range(0, len(rows), 1000):
-        await session.execute(insert(Command), rows[chunk : chunk + 1000])
+        await connection.execute(insert(_COMMANDS), rows[chunk : chunk + 1000])
     await lifecycle.record(
         session,
         principal.tenant_id,
@@ -150,6 +154,9 @@ async def create_job(
         note=f"job {job.id}",
     )
     return CreatedJob(job, excluded)
+
+
+_COMMANDS = cast(Table, Command.__table__)
 
 
 def _default_name(request: JobCreate) -> str:
