@@ -52,6 +52,10 @@ def create_engine(url: str) -> AsyncEngine:
         # (which starves some of them past any timeout under load). Other processes (the CLI)
         # still wait their turn through BEGIN IMMEDIATE and the busy timeout.
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=30)
+        # An INSERT with many rows goes as a few multi-row statements, not one step per row:
+        # sqlite3 takes the GIL back after every row, and while the event loop is busy (20,000
+        # agents beating) each of those waits turned a 10,000-row flush from 0.2 s into 2 s.
+        engine.sync_engine.dialect.use_insertmanyvalues_wo_returning = True
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine

@@ -7,11 +7,12 @@ the hub misses, an agent gets on its next connect or poll.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,16 +27,16 @@ from steward.protocol import (
     ErrorMessage,
     Welcome,
 )
-from steward.server.audit.service import record_many
 from steward.server.bus import AGENT_CHANNEL, Bus
 from steward.server.bus.presence import Presence
 from steward.server.commands import delivery as commands
-from steward.server.commands.batch import DeliveryWriter, Stored
+from steward.server.commands.batch import DeliveryWriter
 from steward.server.commands.models import Command
 from steward.server.commands.output import OutputHub
 from steward.server.devices.enrollment import AgentIdentity, authenticate_agents
 from steward.server.errors import Unauthorized
 from steward.server.gateway.handshakes import Coalescer
+from steward.server.gateway.reports import after_reports
 from steward.server.gateway.status import StatusBuffer
 from steward.server.settings import Settings
 
@@ -92,7 +93,7 @@ class AgentHub:
         self.output = OutputHub(sessions, bus)  # live command output (commands/output.py)
         # Sends, acks and results written in batches (commands/batch.py); run by the runtime.
         self.writer = DeliveryWriter(sessions)
-        self.writer.after_commit = self._after_reports
+        self.writer.after_commit = functools.partial(after_reports, self)
         self._catch_ups = Coalescer(self._catch_up_many)
         # `await hub.authenticate((agent_id, secret))`: credentials checked many at a time.
         self.authenticate = Coalescer(self._authenticate_many)
@@ -358,49 +359,3 @@ class AgentHub:
         elif kind == "watch":
             self._watched_until[device_id] = time.monotonic() + self.settings.watch_ttl_s
             await self._push_config(device_id)
-
-    # ---- what agents report ------------------------------------------------------------------
-
-    async def _after_reports(self, stored: Stored) -> None:
-        """After a batch of acks and results committed: live viewers, jobs, the audit log."""
-        events: list[dict[str, Any]] = [
-            {"kind": "status", "status": "running", "command_id": str(e.command_id)}
-            for e in stored.started
-        ]
-        audit: dict[uuid.UUID, list[dict[str, Any]]] = {}
-        for finished in stored.finished:
-            entry, result = finished.entry, finished.result
-            events.append(
-                {
-                    "kind": "done",
-                    "command_id": str(entry.command_id),
-                    "status": result.status,
-                    "exit_code": result.exit_code,
-                    "error": result.error,
-                }
-            )
-            audit.setdefault(entry.tenant_id, []).append(
-                {
-                    "actor": f"agent:{entry.device_id}",
-                    "actor_name": "agent",
-                    "action": "command.finished",
-                    "result": "success" if result.status == CommandStatus.SUCCEEDED else "failure",
-                    "target": f"command:{entry.command_id}",
-                    "device_id": entry.device_id,
-                    "detail": {"status": result.status, "exit_code": result.exit_code},
-                }
-            )
-        await self.output.statuses(events)
-        for job_id in stored.job_ids:
-            _in_background(self.job_progress(job_id))
-        for tenant_id, tenant_events in audit.items():
-            _in_background(record_many(self.system_sessions, tenant_id, tenant_events))
-
-
-_background: set[asyncio.Task[object]] = set()
-
-
-def _in_background(work: Coroutine[object, object, object]) -> None:
-    task: asyncio.Task[object] = asyncio.get_running_loop().create_task(work)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
