@@ -143,6 +143,24 @@ class Databases:
                 _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+REDIS_URL = os.environ.get("STEWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_redis() -> str:
+    """The test Redis URL; skips the test without Redis, or fails it under CI=true."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
+            client.ping()
+    except redis.RedisError as exc:
+        reason = f"Redis at {REDIS_URL} unavailable: {exc!r}"
+        if IN_CI:
+            pytest.fail(f"CI=true requires Redis: {reason}")
+        pytest.skip(reason)
+    return REDIS_URL
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -25,16 +25,17 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from steward.server.settings import Settings
 from tests.faults.conftest import FINAL, RealAgent, command, wait_final, wait_online
 from tests.support import (
     IN_CI,
+    REDIS_URL,
     Databases,
     SeededTenant,
     Seeder,
     free_port,
+    require_redis,
     wait_for,
 )
 
@@ -42,7 +43,6 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="uses POSIX processes
 
 REPO = Path(__file__).resolve().parents[2]
 NGINX_CONF = REPO / "deploy" / "nginx" / "steward.conf"
-REDIS_URL = os.environ.get("STEWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLIENT_ADDRESS = "127.0.0.2"  # a "remote" client: loopback, but not the balancer's address
 PASSWORD = "correct-horse-battery"
 
@@ -58,14 +58,6 @@ def _nginx_binary() -> str:
     if not found:
         _unavailable("nginx is not installed (scripts/ensure-nginx.sh installs Debian's package)")
     return found
-
-
-def _require_redis() -> None:
-    try:
-        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
-            client.ping()
-    except redis.RedisError as exc:
-        _unavailable(f"Redis at {REDIS_URL} unavailable: {exc!r}")
 
 
 def render_nginx_config(replica_ports: list[int], listen_port: int) -> str:
@@ -223,7 +215,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     binary = _nginx_binary()
-    _require_redis()
+    require_redis()
     url = databases.create("postgresql")
     secret = "test-secret-" + uuid.uuid4().hex  # replicas share their secret, as in production
     base_env = os.environ | {

@@ -33,7 +33,6 @@ from steward.server.bus.store import redis_client
 from steward.server.ratelimit import make_limiter
 from steward.server.settings import Settings
 from tests.support import (
-    IN_CI,
     Databases,
     LiveServer,
     SeededTenant,
@@ -42,24 +41,15 @@ from tests.support import (
     enroll,
     free_port,
     login,
+    require_redis,
     tenant_client,
     wait_for,
 )
 
-REDIS_URL = os.environ.get("STEWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
 
 @pytest.fixture(scope="module")
 def redis_url() -> str:
-    try:
-        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
-            client.ping()
-    except redis.RedisError as exc:
-        reason = f"Redis at {REDIS_URL} unavailable: {exc!r}"
-        if IN_CI:
-            pytest.fail(f"CI=true requires Redis: {reason}")
-        pytest.skip(reason)
-    return REDIS_URL
+    return require_redis()
 
 
 def closed_port_url() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,7 +24,6 @@ from steward.server.bus import BUS_DOWN, bus_state
 from steward.server.bus.redis import RedisBus
 from steward.server.settings import Settings
 from tests.support import (
-    IN_CI,
     Databases,
     LiveServer,
     SeededTenant,
@@ -34,22 +32,13 @@ from tests.support import (
     enroll,
     free_port,
     login,
+    require_redis,
 )
-
-REDIS_URL = os.environ.get("STEWARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(scope="module")
 def redis_url() -> str:
-    try:
-        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
-            client.ping()
-    except redis.RedisError as exc:
-        reason = f"Redis at {REDIS_URL} unavailable: {exc!r}"
-        if IN_CI:
-            pytest.fail(f"CI=true requires Redis: {reason}")
-        pytest.skip(reason)
-    return REDIS_URL
+    return require_redis()
 
 
 def _closed_port_url() -> str:
