@@ -12,7 +12,21 @@ from steward.server.accounts.models import LoginFailure
 from steward.server.accounts.throttle import LoginThrottle
 from steward.server.db.engine import standalone_session
 from steward.server.ratelimit import SlidingWindowLimiter
-from tests.support import BACKENDS, Databases, LiveServer, Seeder, make_settings, run_async
+from tests.support import (
+    BACKENDS,
+    Databases,
+    LiveServer,
+    Seeder,
+    make_settings,
+    require_redis,
+    run_async,
+)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    """The test Redis; skipped without one, failed under CI=true."""
+    return require_redis()
 
 
 @pytest.fixture(scope="session")

@@ -161,6 +161,11 @@ def require_redis() -> str:
     return REDIS_URL
 
 
+def closed_port_redis_url() -> str:
+    """A Redis URL where nothing listens (Redis "down")."""
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -38,22 +38,13 @@ from tests.support import (
     SeededTenant,
     Seeder,
     agent_auth,
+    closed_port_redis_url,
     enroll,
     free_port,
     login,
-    require_redis,
     tenant_client,
     wait_for,
 )
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> str:
-    return require_redis()
-
-
-def closed_port_url() -> str:
-    return f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
 
 
 @dataclass
@@ -358,13 +349,13 @@ async def test_limiters_on_two_replicas_share_their_counts(redis_url: str) -> No
 
 
 async def test_with_redis_down_limits_hold_in_memory_and_presence_never_raises() -> None:
-    limiter = make_limiter("pin", 3, 60.0, redis_client(closed_port_url()), "steward-down")
+    limiter = make_limiter("pin", 3, 60.0, redis_client(closed_port_redis_url()), "steward-down")
     for _ in range(3):
         assert not await limiter.exceeded("198.51.100.9")
         await limiter.hit("198.51.100.9")
     assert await limiter.exceeded("198.51.100.9")  # fails open to memory, not to unlimited
     assert await limiter.retry_after_s("198.51.100.9") > 0
-    presence = RedisPresence(redis_client(closed_port_url()), prefix="steward-down")
+    presence = RedisPresence(redis_client(closed_port_redis_url()), prefix="steward-down")
     device, elsewhere = uuid.uuid4(), uuid.uuid4()
     presence.connected(device)
     await presence.flush()
@@ -381,7 +372,7 @@ def test_a_replica_without_redis_still_limits_and_serves(
     settings = replica_settings(
         databases.create("postgresql"),
         tmp_path_factory.mktemp("replica-down"),
-        closed_port_url(),
+        closed_port_redis_url(),
         "test-secret-" + uuid.uuid4().hex,
         "steward-down",
     )

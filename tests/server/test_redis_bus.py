@@ -29,20 +29,11 @@ from tests.support import (
     SeededTenant,
     Seeder,
     agent_auth,
+    closed_port_redis_url,
     enroll,
     free_port,
     login,
-    require_redis,
 )
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> str:
-    return require_redis()
-
-
-def _closed_port_url() -> str:
-    return f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
 
 
 def _recorder(into: list[dict[str, Any]]) -> Callable[[dict[str, Any]], Awaitable[None]]:
@@ -126,7 +117,7 @@ async def test_a_failing_handler_does_not_stop_the_others(redis_url: str) -> Non
 
 
 async def test_with_redis_down_publish_neither_raises_nor_waits(redis_url: str) -> None:
-    bus = RedisBus(_closed_port_url(), prefix=f"test-{uuid.uuid4().hex}")
+    bus = RedisBus(closed_port_redis_url(), prefix=f"test-{uuid.uuid4().hex}")
     got: list[dict[str, Any]] = []
     bus.subscribe("agents", _recorder(got))
     await bus.start()
@@ -251,7 +242,7 @@ def replicas(
 def replicas_without_redis(
     databases: Databases, tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
-    with _pair(databases, tmp_path_factory, _closed_port_url()) as pair:
+    with _pair(databases, tmp_path_factory, closed_port_redis_url()) as pair:
         yield pair
 
 

@@ -11,8 +11,8 @@ import asyncio
 import logging
 import uuid
 import weakref
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = weakref.WeakValueDictionary()
 _ATTEMPTS = 5
+T = TypeVar("T")
 
 
 def _lock_for(tenant_id: uuid.UUID) -> asyncio.Lock:
@@ -67,20 +68,9 @@ async def record(
         risk=risk,
         detail=detail,
     )
-    async with _lock_for(tenant_id):
-        for attempt in range(_ATTEMPTS):
-            try:
-                async with system_sessions() as session:
-                    event = await _append(session, values)
-                    await session.commit()
-                    forward.submit(event)  # a copy off the server, if configured; never blocks
-                    return event
-            except IntegrityError:
-                # Another replica appended (or created the head) at the same moment.
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
-    raise AssertionError("unreachable")  # pragma: no cover
+    event = await _appending(system_sessions, tenant_id, lambda s: _append(s, values))
+    forward.submit(event)  # a copy off the server, if configured; never blocks
+    return event
 
 
 async def record_many(
@@ -94,21 +84,34 @@ async def record_many(
         return 0
     log.info("audit %d events, first %s", len(events), events[0].get("action"))
     rows = [_values(tenant_id, **event) for event in events]
-    async with _lock_for(tenant_id):
-        for attempt in range(_ATTEMPTS):
-            try:
-                async with system_sessions() as session:
-                    written = await _append_many(session, tenant_id, rows)
-                    await session.commit()
-                break
-            except IntegrityError:
-                if attempt == _ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
+    written = await _appending(
+        system_sessions, tenant_id, lambda s: _append_many(s, tenant_id, rows)
+    )
     if forward.installed() is not None:
         for row in written:
             forward.submit(AuditEvent(**row))
     return len(written)
+
+
+async def _appending(
+    system_sessions: async_sessionmaker[AsyncSession],
+    tenant_id: uuid.UUID,
+    append: Callable[[AsyncSession], Awaitable[T]],
+) -> T:
+    """Run `append` in its own transaction, one tenant's appends at a time; again when another
+    replica appended (or created the head) at the same moment."""
+    async with _lock_for(tenant_id):
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with system_sessions() as session:
+                    appended = await append(session)
+                    await session.commit()
+                    return appended
+            except IntegrityError:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _values(

@@ -165,20 +165,7 @@ async def command_history(
         query = query.where(Command.created_at < before)
     rows = await session.execute(query)
     return [
-        CommandSummary(
-            id=command.id,
-            device_id=command.device_id,
-            hostname=hostname,
-            job_id=command.job_id,
-            type=command.type,
-            summary=summarise(command.type, command.payload),
-            status=CommandStatus(command.status),
-            exit_code=command.exit_code,
-            created_by=command.created_by,
-            risk=command.risk,
-            created_at=command.created_at,
-            finished_at=command.finished_at,
-        )
+        CommandSummary.of(command, hostname, summarise(command.type, command.payload))
         for command, hostname in rows.all()
     ]
 

@@ -146,6 +146,24 @@ class CommandSummary(BaseModel):
     created_at: datetime
     finished_at: datetime | None
 
+    @classmethod
+    def of(cls, command: Any, hostname: str, summary: str) -> CommandSummary:
+        """The row for a stored command (a `Command`) on the device named `hostname`."""
+        return cls(
+            id=command.id,
+            device_id=command.device_id,
+            hostname=hostname,
+            job_id=command.job_id,
+            type=command.type,
+            summary=summary,
+            status=CommandStatus(command.status),
+            exit_code=command.exit_code,
+            created_by=command.created_by,
+            risk=command.risk,
+            created_at=command.created_at,
+            finished_at=command.finished_at,
+        )
+
 
 class CommandDetail(CommandPublic):
     transitions: list[TransitionPublic] = []

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, exists, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from steward.protocol import CommandStatus
 from steward.server.accounts.principal import Principal
 from steward.server.commands.models import Command
 from steward.server.commands.schemas import ApprovalPublic, CommandSummary
@@ -115,19 +114,8 @@ async def job_detail(
         .offset(offset)
     )
     commands = [
-        CommandSummary(
-            id=command.id,
-            device_id=command.device_id,
-            hostname=hostname,
-            job_id=job.id,
-            type=command.type,
-            summary=command.error or summarise(command.type, command.payload),
-            status=CommandStatus(command.status),
-            exit_code=command.exit_code,
-            created_by=command.created_by,
-            risk=command.risk,
-            created_at=command.created_at,
-            finished_at=command.finished_at,
+        CommandSummary.of(
+            command, hostname, command.error or summarise(command.type, command.payload)
         )
         for command, hostname in rows.all()
     ]
