@@ -25,7 +25,7 @@ from steward.server.tenancy.hosts import HostContext, HostKind, HostTenant
 from steward.server.tenancy.models import Tenant
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:  # async: no thread hop per request
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -67,7 +67,11 @@ def host_tenant(request: Request) -> HostTenant:
     return context.tenant
 
 
-HostContextDep = Annotated[HostContext, Depends(host_context)]
+async def _host_context(request: Request) -> HostContext:
+    return host_context(request)
+
+
+HostContextDep = Annotated[HostContext, Depends(_host_context)]
 
 
 def client_address(request: Request) -> str:

@@ -31,7 +31,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def audit_filter(
+async def audit_filter(
     since: Annotated[datetime | None, Query(description="from this time (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="before this time (ISO 8601)")] = None,
     actor: Annotated[

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from steward.server.db.sqlite_driver import one_hop_dbapi
 from steward.server.db.tenant_filter import (
     SYSTEM_CONTEXT,
     TENANT_CONTEXT_KEY,
@@ -51,7 +52,10 @@ def create_engine(url: str) -> AsyncEngine:
         # in the pool, first come first served, instead of letting writers poll a busy lock
         # (which starves some of them past any timeout under load). Other processes (the CLI)
         # still wait their turn through BEGIN IMMEDIATE and the busy timeout.
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=30)
+        # One trip to the driver's thread per statement (db/sqlite_driver.py), not four.
+        engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=30, module=one_hop_dbapi()
+        )
         # An INSERT with many rows goes as a few multi-row statements, not one step per row:
         # sqlite3 takes the GIL back after every row, and while the event loop is busy (20,000
         # agents beating) each of those waits turned a 10,000-row flush from 0.2 s into 2 s.

@@ -27,7 +27,7 @@ from steward.protocol import (
     ErrorMessage,
     Welcome,
 )
-from steward.server.bus import AGENT_CHANNEL, Bus
+from steward.server.bus import AGENT_CHANNEL, Bus, MonitoredBus
 from steward.server.bus.presence import Presence
 from steward.server.commands import delivery as commands
 from steward.server.commands.batch import DeliveryWriter
@@ -45,8 +45,10 @@ INLINE_PAYLOAD_BYTES = 32 * 1024  # larger payloads travel as a wake-up, not on 
 DELIVERY_CHUNK = 500  # dispatches per bus message and per round of concurrent sends
 RECENT_SENDS = 256  # command ids remembered per connection
 
+# A message, or a frame already serialised (a dispatch straight from `deliver`).
 Sender = Callable[
-    [AgentConfig | CommandDispatch | CommandCancel | ErrorMessage | Welcome], Awaitable[None]
+    [AgentConfig | CommandDispatch | CommandCancel | ErrorMessage | Welcome | str],
+    Awaitable[None],
 ]
 
 
@@ -179,17 +181,31 @@ class AgentHub:
         await self._bus.publish(AGENT_CHANNEL, {"kind": "wake", "device_id": str(device_id)})
 
     async def deliver(self, queued: Sequence[commands.Queued]) -> None:
-        """Call after these queued commands committed: each goes, as it is, to whichever replica
-        holds its agent, which sends it at once (no query) and records it as sent in its next
-        batch (commands/batch.py). Large payloads go as a wake-up instead (the replica reads
-        them from the database). One bus message per few hundred commands, not per device."""
+        """Call after these queued commands committed. A command whose agent is connected to
+        this process is sent at once, by the caller (no task, no bus hop, no query). The others
+        go, as they are, to whichever replica holds their agent, which sends them and records
+        them as sent in its next batch (commands/batch.py). Large payloads go as a wake-up
+        instead (the replica reads them from the database). One bus message per few hundred
+        commands, not per device."""
+        local: list[tuple[AgentConnection, CommandDispatch | str]] = []
         items: list[dict[str, Any]] = []
+        # Another replica may hold a newer connection of an agent this one still lists: with
+        # replicas, local sends go on the bus too (this process skips what it sent already).
+        everywhere = isinstance(self._bus, MonitoredBus)
         for command in queued:
             dispatch = commands.dispatch_fields(command)
-            if len(json.dumps(dispatch["payload"])) > INLINE_PAYLOAD_BYTES:
+            frame = json.dumps(dispatch, separators=(",", ":"))  # validated when created
+            if len(frame) > INLINE_PAYLOAD_BYTES:
                 await self.notify_command(command.device_id)
                 continue
+            connection = self._connections.get(command.device_id)
+            if connection is not None and connection.first_time(command.id):
+                self.writer.sent(connection.tenant_id, connection.device_id, command.id)
+                local.append((connection, frame))
+                if not everywhere:
+                    continue
             items.append({"device_id": str(command.device_id), "dispatch": dispatch})
+        await self._send_all(local)
         for start in range(0, len(items), DELIVERY_CHUNK):
             chunk = items[start : start + DELIVERY_CHUNK]
             await self._bus.publish(AGENT_CHANNEL, {"kind": "dispatch", "items": chunk})
@@ -311,7 +327,7 @@ class AgentHub:
         """Send the dispatches of a `deliver` message whose agents are connected here."""
         if not isinstance(items, list):
             return
-        sends = []
+        sends: list[tuple[AgentConnection, CommandDispatch | str]] = []
         for item in items:
             try:
                 connection = self._connections.get(uuid.UUID(str(item.get("device_id"))))
@@ -323,15 +339,23 @@ class AgentHub:
                 log.warning("ignored a malformed dispatch on the bus")
                 continue
             if not connection.first_time(command_id):
-                continue  # the connection's catch-up sent it already
+                continue  # sent already: by the catch-up of a new connection, or by `deliver`
             # Recorded as sent before it is sent: the agent's ack must find it `sent`.
             self.writer.sent(connection.tenant_id, connection.device_id, command_id)
-            sends.append(self._send_dispatch(connection, dispatch))
+            sends.append((connection, dispatch))
+        await self._send_all(sends)
+
+    async def _send_all(self, sends: list[tuple[AgentConnection, CommandDispatch | str]]) -> None:
+        """One send is awaited in place (the lowest latency); many go concurrently, in rounds."""
+        if len(sends) == 1:
+            await self._send_dispatch(*sends[0])
+            return
         for start in range(0, len(sends), DELIVERY_CHUNK):
-            await asyncio.gather(*sends[start : start + DELIVERY_CHUNK])
+            round_ = sends[start : start + DELIVERY_CHUNK]
+            await asyncio.gather(*(self._send_dispatch(c, d) for c, d in round_))
 
     @staticmethod
-    async def _send_dispatch(connection: AgentConnection, dispatch: CommandDispatch) -> None:
+    async def _send_dispatch(connection: AgentConnection, dispatch: CommandDispatch | str) -> None:
         # A send that fails leaves the command `sent`: the next connection gets it again.
         try:
             await connection.send(dispatch)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -198,12 +198,10 @@ async def agent_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     send_lock = asyncio.Lock()
 
-    async def send(message: object) -> None:
-        async with send_lock:
-            await asyncio.wait_for(
-                websocket.send_text(dump_message(message)),  # type: ignore[arg-type]
-                SEND_TIMEOUT_S,
-            )
+    async def send(message: BaseModel | str) -> None:
+        text = message if isinstance(message, str) else dump_message(message)
+        async with send_lock, asyncio.timeout(SEND_TIMEOUT_S):  # no task per send
+            await websocket.send_text(text)
 
     connection = AgentConnection(
         device_id=identity.device_id,

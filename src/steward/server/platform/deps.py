@@ -13,7 +13,7 @@ from steward.server.platform.service import PlatformPrincipal, load_platform_pri
 from steward.server.tenancy.hosts import HostKind
 
 
-def require_platform_host(request: Request) -> None:
+async def require_platform_host(request: Request) -> None:
     """Platform routes do not exist on a tenant's host (404, like any unknown page)."""
     if host_context(request).kind is not HostKind.PLATFORM:
         raise NotFound()

@@ -48,7 +48,7 @@ class FilterForm:
         return urlencode(values)
 
 
-def filter_form(
+async def filter_form(
     since: Annotated[str, Query(max_length=32)] = "",
     until: Annotated[str, Query(max_length=32)] = "",
     actor: Text = "",
