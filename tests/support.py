@@ -173,11 +173,14 @@ def free_port() -> int:
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a server in this test process. Its collector policy stays off: freezing
+    is process-wide, and the test process holds many servers' worth of objects (it is tested
+    on its own in tests/server/test_collector.py; `steward serve` processes keep it on)."""
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
         secret_key="test-secret-" + uuid.uuid4().hex,
-        **overrides,
+        **({"gc_freeze_interval_s": 0.0} | overrides),
     )
 
 

@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from steward.protocol import EnrollRequest, LightHeartbeat
@@ -158,6 +158,56 @@ async def test_status_buffer_flushes_in_one_go_and_sweeps_silent_devices(
     async with system_sessions() as session:
         status = await session.get(DeviceStatus, device_id)
         assert status is not None and not status.online
+
+
+async def test_status_flush_stores_every_value_as_the_orm_reads_it(
+    system_sessions: Sessions,
+) -> None:
+    """The flush writes rows without the ORM (SQLite: one statement over a JSON array): what it
+    stores must read back exactly, quotes and Korean names included, and a device seen only
+    by presence gets the defaults a new row would have."""
+    tenant, device = await _tenant_with_device(system_sessions)
+    device_id = uuid.UUID(device)
+    buffer = StatusBuffer(system_sessions, missed_heartbeats_offline=3)
+    buffer.seen(device_id, tenant.id, transport="poll", interval_s=30)
+    before = utcnow()
+    await buffer.flush()
+    async with system_sessions() as session:
+        status = await session.get(DeviceStatus, device_id)
+        assert status is not None and status.online and status.transport == "poll"
+        assert status.ip_addresses == [] and status.logged_in_users == []
+        assert status.cpu_percent is None
+        assert status.last_seen is not None and status.offline_after is not None
+        assert abs((status.last_seen - before).total_seconds()) < 5
+        assert status.offline_after - status.last_seen == timedelta(seconds=91)
+    users = ["o'brien", 'say "hi"', "김철수", "back\\slash"]
+    beat = LightHeartbeat(
+        cpu_percent=12.5, memory_percent=40.25, uptime_s=3600,
+        ip_addresses=["10.0.0.7", "fe80::1"], logged_in_users=users,
+    )  # fmt: skip
+    buffer.seen(device_id, tenant.id, transport="ws", interval_s=2, heartbeat=beat)
+    await buffer.flush()
+    async with system_sessions() as session:
+        status = await session.get(DeviceStatus, device_id)
+        assert status is not None
+        await session.refresh(status)
+        assert (status.cpu_percent, status.memory_percent, status.uptime_s) == (12.5, 40.25, 3600)
+        assert status.ip_addresses == ["10.0.0.7", "fe80::1"]
+        assert status.logged_in_users == users
+        assert status.transport == "ws" and status.heartbeat_interval_s == 2
+        assert status.last_seen is not None and status.last_seen.tzinfo is not None
+        metrics = (
+            await session.scalars(select(DeviceMetric).where(DeviceMetric.device_id == device_id))
+        ).all()
+        assert [(m.cpu_percent, m.memory_percent) for m in metrics] == [(12.5, 40.25)]
+        assert metrics[0].at == status.last_seen
+        # Stored times compare with bound ones (the offline sweep relies on it).
+        due = await session.scalar(
+            select(func.count())
+            .select_from(DeviceStatus)
+            .where(DeviceStatus.device_id == device_id, DeviceStatus.offline_after > before)
+        )
+        assert due == 1
 
 
 async def test_metrics_older_than_the_retention_are_pruned(system_sessions: Sessions) -> None:

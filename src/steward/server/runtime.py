@@ -17,6 +17,7 @@ from steward.server.audit.forward import AuditForwarder
 from steward.server.bus import FALLBACK_POLL_INTERVAL_S, Bus, PollWhileDown, make_bus
 from steward.server.bus.presence import Presence, make_presence
 from steward.server.bus.store import redis_client
+from steward.server.collector import CollectorPolicy
 from steward.server.db.base import utcnow
 from steward.server.db.engine import create_engine, create_session_factory
 from steward.server.devices.service import prune_metrics
@@ -124,6 +125,9 @@ class Runtime:
             self._every(s.job_sweep_interval_s, self.jobs.sweep, "job sweep", leader_only=True),
             self._every(3600.0, self.prune_history, "metrics retention", leader_only=True),
         ]
+        collector = CollectorPolicy(s.gc_freeze_interval_s, s.gc_full_interval_s)
+        if collector.enabled:
+            self._tasks.append(self._every(collector.freeze_interval_s, collector.run, "gc"))
 
     async def stop(self) -> None:
         for task in self._tasks:

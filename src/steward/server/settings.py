@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     full_heartbeat_interval_s: float = 300.0
     missed_heartbeats_offline: int = 3
     status_flush_interval_s: float = 1.0
+    # Garbage collection (server/collector.py): freeze survivors every so often (0: Python's
+    # default behaviour), and one full pass at the long interval.
+    gc_freeze_interval_s: float = Field(default=10.0, ge=0.0, le=3600.0)
+    gc_full_interval_s: float = Field(default=3600.0, ge=60.0, le=7 * 24 * 3600.0)
     offline_sweep_interval_s: float = 2.0
     metrics_retention_days: int = 14
 

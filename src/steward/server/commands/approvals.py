@@ -91,5 +91,5 @@ async def decide_job(
         detail={"comment": comment, "status": job.status},
     )
     if job.status == JobStatus.RUNNING:
-        await runtime.jobs.advance(job.id)
+        await runtime.jobs.advance(job.id, follow=False)
     return job

@@ -16,20 +16,21 @@ is checked against the device it came from.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from steward.protocol import CommandResult, CommandStatus
 from steward.server.commands.models import Command
-from steward.server.db.base import utcnow
+from steward.server.db.base import UTCDateTime, utcnow
 from steward.server.jobs import lifecycle
-from steward.server.jobs.models import CommandTransition
 
 log = logging.getLogger(__name__)
 S = CommandStatus
@@ -189,20 +190,11 @@ async def _write(session: AsyncSession, batch: _Batch) -> Stored:
         return row is not None and row.device_id == entry.device_id
 
     now = utcnow()
-    transitions: list[dict[str, Any]] = []
+    transitions: list[lifecycle.Change] = []
 
     def moved(entry: Entry, to: str, actor: str, note: str = "") -> None:
         status[entry.command_id] = to
-        transitions.append(
-            {
-                "tenant_id": rows[entry.command_id].tenant_id,
-                "command_id": entry.command_id,
-                "status": to,
-                "at": now,
-                "actor": actor,
-                "note": note[:255],
-            }
-        )
+        transitions.append((rows[entry.command_id].tenant_id, entry.command_id, to, actor, note))
 
     sent = [e for e in batch.sent if own(e) and status[e.command_id] == S.QUEUED]
     for entry in sent:
@@ -212,22 +204,18 @@ async def _write(session: AsyncSession, batch: _Batch) -> Stored:
         if own(entry) and status[entry.command_id] in (S.QUEUED, S.SENT):
             moved(entry, S.RUNNING, lifecycle.AGENT)
             stored.started.append(entry)
-    values: list[dict[str, Any]] = []
+    results: list[tuple[uuid.UUID, CommandResult]] = []
     for entry, result in batch.results:
         if not own(entry) or status[entry.command_id] not in _IN_FLIGHT:
             continue  # a repeat, a command cancelled meanwhile, or not this device's
         moved(entry, result.status, lifecycle.AGENT, result.error)
         stored.finished.append(Finished(entry, rows[entry.command_id].job_id, result))
-        values.append(_result_values(entry.command_id, result, now))
+        results.append((entry.command_id, result))
 
     await _set_status(session, [e.command_id for e in sent], S.SENT, sent_at=now)
     await _set_status(session, [e.command_id for e in stored.started], S.RUNNING, started_at=now)
-    if values:
-        connection = await session.connection()
-        await connection.execute(_STORE_RESULT, values)
-    if transitions:
-        connection = await session.connection()
-        await connection.execute(_TRANSITIONS.insert(), transitions)
+    await _store_results(session, results, now)
+    await lifecycle.insert_changes(session, transitions, now)
     return stored
 
 
@@ -235,27 +223,54 @@ async def _lock_rows(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.U
     """The commands' owners and states, locked until the commit (PostgreSQL: FOR UPDATE, in id
     order so that two replicas never deadlock; SQLite: the transaction holds the write lock)."""
     rows: dict[uuid.UUID, Any] = {}
+    connection = await session.connection()  # Core: no ORM work per row (thousands a batch)
+    c = _COMMANDS.c
     for start in range(0, len(ids), _CHUNK):
         query = (
-            select(Command.id, Command.device_id, Command.tenant_id, Command.status, Command.job_id)
-            .where(Command.id.in_(ids[start : start + _CHUNK]))
-            .order_by(Command.id)
+            select(c.id, c.device_id, c.tenant_id, c.status, c.job_id)
+            .where(c.id.in_(ids[start : start + _CHUNK]))
+            .order_by(c.id)
             .with_for_update()
         )
-        rows.update({row.id: row for row in await session.execute(query)})
+        rows.update({row.id: row for row in await connection.execute(query)})
     return rows
 
 
 async def _set_status(
     session: AsyncSession, ids: list[uuid.UUID], to: str, **values: object
 ) -> None:
+    connection = await session.connection()
     for start in range(0, len(ids), _CHUNK):
-        await session.execute(
-            update(Command)
-            .where(Command.id.in_(ids[start : start + _CHUNK]))
+        await connection.execute(
+            update(_COMMANDS)
+            .where(_COMMANDS.c.id.in_(ids[start : start + _CHUNK]))
             .values(status=to, **values)
-            .execution_options(synchronize_session=False)
         )
+
+
+async def _store_results(
+    session: AsyncSession, results: list[tuple[uuid.UUID, CommandResult]], now: datetime
+) -> None:
+    """SQLite: one `UPDATE … FROM json_each(?)` per few thousand results. As one UPDATE per row
+    (executemany) the driver's thread took the GIL back after every row, and waited for it
+    while the event loop was busy. PostgreSQL: executemany (asyncpg pipelines the rows)."""
+    if not results:
+        return
+    connection = await session.connection()
+    if connection.dialect.name != "sqlite":
+        await connection.execute(_STORE_RESULT, [_result_values(i, r, now) for i, r in results])
+        return
+    rows: list[list[Any]] = []
+    size = 0
+    for number, (command_id, r) in enumerate(results, 1):
+        rows.append(
+            [command_id.hex, r.status, r.exit_code, r.stdout, r.stderr,
+             int(r.stdout_truncated), int(r.stderr_truncated), r.error]
+        )  # fmt: skip
+        size += len(r.stdout) + len(r.stderr) + len(r.error)
+        if len(rows) == _JSON_ROWS or size >= _JSON_BYTES or number == len(results):
+            await connection.execute(_SQLITE_STORE_RESULTS, {"rows": json.dumps(rows), "now": now})
+            rows, size = [], 0
 
 
 def _result_values(command_id: uuid.UUID, result: CommandResult, now: object) -> dict[str, Any]:
@@ -273,7 +288,6 @@ def _result_values(command_id: uuid.UUID, result: CommandResult, now: object) ->
 
 
 _COMMANDS = cast(Table, Command.__table__)
-_TRANSITIONS = cast(Table, CommandTransition.__table__)
 # One cached statement, run with many parameter sets (executemany).
 _STORE_RESULT = (
     update(_COMMANDS)
@@ -289,3 +303,23 @@ _STORE_RESULT = (
         finished_at=bindparam("b_finished_at"),
     )
 )
+_JSON_ROWS = 2000  # results per statement (one parameter: their JSON) ...
+_JSON_BYTES = 8 * 1024 * 1024  # ... or fewer when they carry this much output
+# SQLite keeps a UUID as 32 hex digits (SQLAlchemy's Uuid) and booleans as 0/1.
+_SQLITE_STORE_RESULTS = text(
+    """
+    UPDATE commands SET
+        status = r.status, exit_code = r.exit_code, stdout = r.stdout, stderr = r.stderr,
+        stdout_truncated = r.stdout_truncated, stderr_truncated = r.stderr_truncated,
+        error = r.error, finished_at = :now
+    FROM (
+        SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS status,
+            json_extract(value, '$[2]') AS exit_code, json_extract(value, '$[3]') AS stdout,
+            json_extract(value, '$[4]') AS stderr,
+            json_extract(value, '$[5]') AS stdout_truncated,
+            json_extract(value, '$[6]') AS stderr_truncated, json_extract(value, '$[7]') AS error
+        FROM json_each(:rows)
+    ) AS r
+    WHERE commands.id = r.id
+    """
+).bindparams(bindparam("now", type_=UTCDateTime))

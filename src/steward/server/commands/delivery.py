@@ -34,6 +34,17 @@ class Queued(Protocol):
     timeout_s: float
 
 
+@dataclass(slots=True)
+class JobCommand:
+    """A job's command, released: the job's type, payload and timeout, its own id and device."""
+
+    id: uuid.UUID
+    device_id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    timeout_s: float
+
+
 def dispatch_fields(command: Queued) -> dict[str, Any]:
     """The `command.dispatch` message as JSON-ready fields (what `to_dispatch` validates)."""
     return {

@@ -52,6 +52,12 @@ Sender = Callable[
 ]
 
 
+def _dispatch_frame(dispatch: dict[str, Any], payload: str) -> str:
+    """The `command.dispatch` frame of `dispatch_fields`, around a payload already in JSON."""
+    head = {key: value for key, value in dispatch.items() if key != "payload"}
+    return f'{json.dumps(head)[:-1]}, "payload": {payload}}}'
+
+
 @dataclass(eq=False)
 class AgentConnection:
     """One agent's live WebSocket on this process."""
@@ -192,9 +198,13 @@ class AgentHub:
         # Another replica may hold a newer connection of an agent this one still lists: with
         # replicas, local sends go on the bus too (this process skips what it sent already).
         everywhere = isinstance(self._bus, MonitoredBus)
+        payloads: dict[int, str] = {}  # a job's commands share one payload: serialised once
         for command in queued:
             dispatch = commands.dispatch_fields(command)
-            frame = json.dumps(dispatch, separators=(",", ":"))  # validated when created
+            payload = payloads.get(id(command.payload))
+            if payload is None:
+                payload = payloads[id(command.payload)] = json.dumps(command.payload)
+            frame = _dispatch_frame(dispatch, payload)  # validated when created
             if len(frame) > INLINE_PAYLOAD_BYTES:
                 await self.notify_command(command.device_id)
                 continue

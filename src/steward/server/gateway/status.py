@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, true, update
+from sqlalchemy import Table, bindparam, insert, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from steward.protocol import LightHeartbeat
 from steward.server.db.base import utcnow
@@ -109,56 +110,33 @@ class StatusBuffer:
 
     async def _write(self, session: AsyncSession, pending: dict[uuid.UUID, _Pending]) -> None:
         dialect = session.get_bind().dialect.name
-        with_sample: list[dict[str, Any]] = []
-        presence: list[dict[str, Any]] = []
+        with_sample: list[_Row] = []
+        presence: list[_Row] = []
         offline_ids: list[uuid.UUID] = []
-        history: list[dict[str, Any]] = []
+        history: list[_Row] = []
         for device_id, entry in pending.items():
             if not entry.online:
                 offline_ids.append(device_id)
                 continue
-            row: dict[str, Any] = {
-                "device_id": device_id,
-                "tenant_id": entry.tenant_id,
-                "online": True,
-                "last_seen": (last_seen := _instant(entry.last_seen)),
-                "offline_after": last_seen + timedelta(seconds=entry.interval_s * self._missed + 1),
-                "heartbeat_interval_s": entry.interval_s,
-                "transport": entry.transport,
-            }
-            if entry.sample is None:
+            last_seen = entry.last_seen
+            offline_after = last_seen + entry.interval_s * self._missed + 1
+            row = (device_id, entry.tenant_id, last_seen, offline_after, entry.interval_s,
+                   entry.transport)  # fmt: skip
+            sample = entry.sample
+            if sample is None:
                 presence.append(row)
                 continue
-            sample = entry.sample
-            row.update(
-                cpu_percent=sample.cpu_percent,
-                memory_percent=sample.memory_percent,
-                ip_addresses=list(sample.ip_addresses),
-                uptime_s=sample.uptime_s,
-                logged_in_users=list(sample.logged_in_users),
-            )
-            with_sample.append(row)
+            with_sample.append(
+                (*row, sample.cpu_percent, sample.memory_percent, list(sample.ip_addresses),
+                 sample.uptime_s, list(sample.logged_in_users))
+            )  # fmt: skip
             if entry.point is not None:
-                at, cpu, mem = entry.point
-                history.append(
-                    {
-                        "tenant_id": entry.tenant_id,
-                        "device_id": device_id,
-                        "at": last_seen if at == entry.last_seen else _instant(at),
-                        "cpu_percent": cpu,
-                        "memory_percent": mem,
-                    }
-                )
-        # Core executemany with one cached statement per shape: no ORM bookkeeping and no
-        # compiling a fresh many-VALUES statement per batch.
+                history.append((entry.tenant_id, device_id, *entry.point))
         connection = await session.connection()
-        for rows in (with_sample, presence):
-            for start in range(0, len(rows), _CHUNK):
-                await connection.execute(
-                    _upsert(dialect, tuple(rows[0])), rows[start : start + _CHUNK]
-                )
-        for start in range(0, len(history), _CHUNK):
-            await connection.execute(_METRICS_INSERT, history[start : start + _CHUNK])
+        if dialect == "sqlite":
+            await _write_sqlite(connection, with_sample, presence, history)
+        else:
+            await _write_rows(connection, dialect, with_sample, presence, history)
         if offline_ids:
             await session.execute(
                 update(DeviceStatus)
@@ -187,6 +165,125 @@ async def _write_inventory(
         await connection.execute(_INVENTORY_UPDATE, rows[start : start + _CHUNK])
 
 
+# (device_id, tenant_id, last_seen, offline_after, interval, transport[, cpu, memory, ips,
+# uptime, users]) for device_status; (tenant_id, device_id, at, cpu, memory) for the history.
+# Times are time.time() floats until written.
+_Row = tuple[Any, ...]
+_STATUS_KEYS = ("device_id", "tenant_id", "last_seen", "offline_after", "heartbeat_interval_s",
+                "transport", "cpu_percent", "memory_percent", "ip_addresses", "uptime_s",
+                "logged_in_users")  # fmt: skip
+_HISTORY_KEYS = ("tenant_id", "device_id", "at", "cpu_percent", "memory_percent")
+
+
+async def _write_rows(
+    connection: AsyncConnection,
+    dialect: str,
+    with_sample: list[_Row],
+    presence: list[_Row],
+    history: list[_Row],
+) -> None:
+    """PostgreSQL: Core executemany, one cached statement per shape (asyncpg pipelines it)."""
+    for rows in (with_sample, presence):
+        if not rows:
+            continue
+        keys = _STATUS_KEYS[: len(rows[0])]
+        statement = _upsert(dialect, keys)
+        dicts = [
+            dict(zip(keys, (r[0], r[1], _instant(r[2]), _instant(r[3]), *r[4:]), strict=True))
+            | {"online": True}
+            for r in rows
+        ]
+        for start in range(0, len(dicts), _CHUNK):
+            await connection.execute(statement, dicts[start : start + _CHUNK])
+    points = [
+        dict(zip(_HISTORY_KEYS, (t, d, _instant(at), cpu, mem), strict=True))
+        for t, d, at, cpu, mem in history
+    ]
+    for start in range(0, len(points), _CHUNK):
+        await connection.execute(_METRICS_INSERT, points[start : start + _CHUNK])
+
+
+async def _write_sqlite(
+    connection: AsyncConnection, with_sample: list[_Row], presence: list[_Row], history: list[_Row]
+) -> None:
+    """SQLite: each kind of row in one statement reading a JSON array (`json_each`). With
+    executemany every row's values went through SQLAlchemy's type processing, and the driver's
+    thread took the GIL back after every row, waiting for it while the loop was busy: a 10,000
+    row flush took over a second and fell behind the heartbeats."""
+    for rows, statement in ((with_sample, _SQLITE_UPSERT_SAMPLE), (presence, _SQLITE_UPSERT)):
+        for start in range(0, len(rows), _JSON_ROWS):
+            chunk = [
+                [r[0].hex, r[1].hex, _sqlite_time(r[2]), _sqlite_time(r[3]), *r[4:]]
+                for r in rows[start : start + _JSON_ROWS]
+            ]
+            await connection.execute(statement, {"rows": json.dumps(chunk)})
+    for start in range(0, len(history), _JSON_ROWS):
+        chunk = [
+            [t.hex, d.hex, _sqlite_time(at), cpu, mem]
+            for t, d, at, cpu, mem in history[start : start + _JSON_ROWS]
+        ]
+        await connection.execute(_SQLITE_HISTORY, {"rows": json.dumps(chunk)})
+
+
+def _sqlite_time(timestamp: float) -> str:
+    """A time as SQLAlchemy stores a UTC DateTime in SQLite ("2026-11-23 09:00:05.123400").
+    A flush's times fall within a few seconds: each second is formatted once."""
+    seconds = int(timestamp)
+    micro = round((timestamp - seconds) * 1e6)
+    if micro == 1_000_000:
+        seconds, micro = seconds + 1, 0
+    return f"{_second(seconds)}.{micro:06d}"
+
+
+@functools.lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _sqlite_json_rows(statement: str, count: int) -> Any:
+    """`statement` with `$COLUMNS<count>` standing for the first `count` items of each row."""
+    items = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(count))
+    return text(statement.replace(f"$COLUMNS{count}", items))
+
+
+_JSON_ROWS = 5000
+# New rows get the defaults the ORM would give (empty lists); a conflict updates only what the
+# heartbeat carries. `WHERE true`: SQLite's parser needs it before ON CONFLICT after a SELECT.
+_SQLITE_UPSERT = _sqlite_json_rows(
+    """
+    INSERT INTO device_status (device_id, tenant_id, last_seen, offline_after,
+        heartbeat_interval_s, transport, online, ip_addresses, logged_in_users)
+    SELECT $COLUMNS6, 1, '[]', '[]' FROM json_each(:rows) WHERE true
+    ON CONFLICT (device_id) DO UPDATE SET online = 1, last_seen = excluded.last_seen,
+        offline_after = excluded.offline_after,
+        heartbeat_interval_s = excluded.heartbeat_interval_s, transport = excluded.transport
+    """,
+    6,
+)
+_SQLITE_UPSERT_SAMPLE = _sqlite_json_rows(
+    """
+    INSERT INTO device_status (device_id, tenant_id, last_seen, offline_after,
+        heartbeat_interval_s, transport, cpu_percent, memory_percent, ip_addresses, uptime_s,
+        logged_in_users, online)
+    SELECT $COLUMNS11, 1 FROM json_each(:rows) WHERE true
+    ON CONFLICT (device_id) DO UPDATE SET online = 1, last_seen = excluded.last_seen,
+        offline_after = excluded.offline_after,
+        heartbeat_interval_s = excluded.heartbeat_interval_s, transport = excluded.transport,
+        cpu_percent = excluded.cpu_percent, memory_percent = excluded.memory_percent,
+        ip_addresses = excluded.ip_addresses, uptime_s = excluded.uptime_s,
+        logged_in_users = excluded.logged_in_users
+    """,
+    11,
+)
+_SQLITE_HISTORY = _sqlite_json_rows(
+    """
+    INSERT INTO device_metrics (tenant_id, device_id, at, cpu_percent, memory_percent)
+    SELECT $COLUMNS5 FROM json_each(:rows)
+    """,
+    5,
+)
+
+
 def _instant(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
 
@@ -206,7 +303,8 @@ _METRICS_INSERT = insert(cast(Table, DeviceMetric.__table__))
 
 
 @functools.cache
-def _upsert(dialect: str, columns: tuple[str, ...]) -> Any:
+def _upsert(dialect: str, keys: tuple[str, ...]) -> Any:
+    columns = (*keys, "online")
     module = postgresql if dialect == "postgresql" else sqlite
     statement = module.insert(_STATUS_TABLE)
     return statement.on_conflict_do_update(

@@ -83,7 +83,7 @@ async def create_job(
         },
     )
     if job.status == JobStatus.RUNNING:
-        await runtime.jobs.advance(job.id)
+        await runtime.jobs.advance(job.id, follow=False)  # first release; not the whole job
     return JobCreated(
         id=job.id,
         status=JobStatus(job.status),

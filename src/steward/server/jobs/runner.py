@@ -8,17 +8,18 @@ running jobs, in case a wake-up was lost); per job it never runs twice at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from steward.protocol import CommandStatus
 from steward.server.commands import service as commands
-from steward.server.commands.delivery import Queued
+from steward.server.commands.delivery import JobCommand, Queued
 from steward.server.commands.models import Command
 from steward.server.db.base import utcnow
 from steward.server.jobs import lifecycle
@@ -40,10 +41,13 @@ class JobRunner:
         self._deliver = deliver  # these commands were queued (after commit): send them
         self._active: set[uuid.UUID] = set()
         self._again: set[uuid.UUID] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.fire_schedules: Callable[[], Awaitable[int]] | None = None
 
-    async def advance(self, job_id: uuid.UUID) -> None:
-        """Bring the job up to date; a call while one runs makes that one go round again."""
+    async def advance(self, job_id: uuid.UUID, *, follow: bool = True) -> None:
+        """Bring the job up to date; a call while one runs makes that one go round again.
+        With `follow=False` (a request that created the job) the caller waits for one round
+        only: the rounds its results ask for go on in the background."""
         if job_id in self._active:
             self._again.add(job_id)
             return
@@ -56,8 +60,22 @@ class JobRunner:
                     await self._deliver(released)
                 if job_id not in self._again:
                     return
+                if not follow:
+                    self._in_background(job_id)
+                    return
         finally:
             self._active.discard(job_id)
+
+    def _in_background(self, job_id: uuid.UUID) -> None:
+        task = asyncio.create_task(self._advance_logged(job_id), name=f"job {job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _advance_logged(self, job_id: uuid.UUID) -> None:
+        try:
+            await self.advance(job_id)
+        except Exception:
+            log.warning("advancing job %s failed; the sweep tries again", job_id, exc_info=True)
 
     async def _advance_once(self, job_id: uuid.UUID) -> list[Queued]:
         async with self._sessions() as session:
@@ -148,14 +166,19 @@ async def _release(session: AsyncSession, job: Job, room: int) -> list[Queued]:
         .order_by(Command.created_at, Command.id)
         .limit(room)
     )
-    released = await session.execute(
-        update(Command)
-        .where(Command.id.in_(oldest_held.scalar_subquery()), Command.status == S.HELD)
+    table = cast(Table, Command.__table__)  # Core: no ORM work per returned row
+    connection = await session.connection()
+    released = await connection.execute(
+        update(table)
+        .where(table.c.id.in_(oldest_held.scalar_subquery()), table.c.status == S.HELD)
         .values(status=S.QUEUED)
-        .returning(Command.id, Command.device_id, Command.type, Command.payload, Command.timeout_s)
-        .execution_options(synchronize_session=False)
+        .returning(table.c.id, table.c.device_id)
     )
-    rows = cast(list[Queued], released.all())
+    # Every command of a job has the job's type, payload and timeout: not read back 10,000 times.
+    rows: list[Queued] = [
+        JobCommand(command_id, device_id, job.type, job.payload, job.timeout_s)
+        for command_id, device_id in released.all()
+    ]
     await lifecycle.record(
         session, job.tenant_id, [row.id for row in rows], S.QUEUED, actor=lifecycle.SYSTEM
     )

@@ -24,7 +24,7 @@ from steward.server.errors import Conflict, InvalidInput, NotFound, PermissionDe
 from steward.server.jobs import lifecycle
 from steward.server.jobs.models import Job
 from steward.server.jobs.schemas import Excluded, JobCreate, JobStatus
-from steward.server.jobs.targets import resolve
+from steward.server.jobs.targets import Reached, resolve
 
 S = CommandStatus
 J = JobStatus
@@ -64,7 +64,7 @@ async def create_job(
     devices = await resolve(session, principal, request.target)
     if not devices:
         raise InvalidInput("the target matches no device you can reach", code="no_devices")
-    accepted: list[tuple[Device, Verdict]] = []
+    accepted: list[tuple[Reached, Verdict]] = []
     excluded: list[Excluded] = []
     first_block: PermissionDenied | None = None
     memo = Memo()  # the payload's risk and each group's policy, worked out once

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import ColumnElement, false, func, or_, select
@@ -76,15 +77,23 @@ async def _condition(session: AsyncSession, target: Target) -> ColumnElement[boo
     return or_(*parts) if parts else false()
 
 
-async def resolve(session: AsyncSession, principal: Principal, target: Target) -> list[Device]:
+class Reached(Protocol):
+    """What a job needs of a target device (a row, not a whole Device: 20,000 of them)."""
+
+    id: uuid.UUID
+    group_id: uuid.UUID
+    hostname: str
+
+
+async def resolve(session: AsyncSession, principal: Principal, target: Target) -> list[Reached]:
     """The devices (of the bound tenant) the target names and the principal reaches."""
     condition = await _condition(session, target)
-    rows = await session.scalars(
-        select(Device)
+    rows = await session.execute(
+        select(Device.id, Device.group_id, Device.hostname)
         .where(condition, visible_devices(principal))
         .order_by(Device.hostname, Device.id)
     )
-    return list(rows)
+    return cast(list[Reached], rows.all())
 
 
 class Preview(BaseModel):

@@ -376,5 +376,5 @@ async def _create(
                 "risk": job.risk},
     )  # fmt: skip
     if job.status == JobStatus.RUNNING:
-        await runtime.jobs.advance(job.id)
+        await runtime.jobs.advance(job.id, follow=False)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
