@@ -40,6 +40,34 @@ ASSETS: dict[str, tuple[str, tuple[str, ...]]] = {
         "chart.js",
         ("dist/chart.umd.min.js", "dist/chart.umd.min.js.map", "LICENSE.md"),
     ),
+    "@xterm/xterm": ("xterm", ("lib/xterm.js", "css/xterm.css", "LICENSE")),
+    "@xterm/addon-fit": ("xterm", ("lib/addon-fit.js",)),
+    "@xterm/addon-web-links": ("xterm", ("lib/addon-web-links.js",)),
+    "asciinema-player": (
+        "asciinema-player",
+        ("dist/bundle/asciinema-player.min.js", "dist/bundle/asciinema-player.css", "LICENSE"),
+    ),
+    "codemirror": (
+        "codemirror",
+        (
+            "lib/codemirror.js",
+            "lib/codemirror.css",
+            "mode/shell",
+            "mode/python",
+            "mode/javascript",
+            "mode/xml",
+            "mode/yaml",
+            "mode/properties",
+            "mode/powershell",
+            "mode/nginx",
+            "mode/sql",
+            "mode/markdown",
+            "mode/css",
+            "addon/search",
+            "addon/dialog",
+            "LICENSE",
+        ),
+    ),
 }
 
 

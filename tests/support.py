@@ -352,5 +352,17 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.1) -> An
         time.sleep(interval)
 
 
+async def wait_for_async(predicate: Any, timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """`wait_for` inside an event loop: sleeps without stopping the loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
 def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, **kwargs)

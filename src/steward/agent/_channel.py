@@ -22,8 +22,10 @@ from steward import __version__
 from steward.agent._collector import Collector
 from steward.agent._errors import StateError
 from steward.agent._executor import Stream, cancelled_result, failed_result
+from steward.agent._fileops import FileService
 from steward.agent._identity import hostname
 from steward.agent._ledger import Ledger
+from steward.agent._terminal import TerminalManager
 from steward.agent.commands import run_command
 from steward.protocol import (
     AgentConfig,
@@ -33,10 +35,22 @@ from steward.protocol import (
     CommandOutput,
     CommandResult,
     ErrorMessage,
+    FileRequest,
     FullHeartbeat,
     Hello,
     LightHeartbeat,
+    TerminalClose,
+    TerminalInput,
+    TerminalOpen,
+    TerminalResize,
     Welcome,
+)
+from steward.protocol.streams import (
+    AgentStreamMessage,
+    FileResponse,
+    TerminalExit,
+    TerminalOpened,
+    TerminalOutput,
 )
 
 logger = logging.getLogger("steward.agent")
@@ -51,8 +65,10 @@ STOPPED_ERROR = "agent stopped while the command was running"
 _MAX_COMMAND_ID = 64  # CommandAck.command_id / CommandResult.command_id
 # Live output frames waiting to be sent (at most ~16 KiB each); older ones are dropped.
 MAX_OUTPUT_FRAMES = 256
+# Terminal and file frames waiting to be sent; a producer waits for room (backpressure).
+MAX_STREAM_FRAMES = 64
 
-OutgoingMessage = CommandAck | CommandResult | CommandOutput
+OutgoingMessage = CommandAck | CommandResult | CommandOutput | AgentStreamMessage
 
 
 class Channel:
@@ -77,6 +93,12 @@ class Channel:
         self._cancels: dict[str, asyncio.Event] = {}
         self._cancelling: set[str] = set()  # being recorded as cancelled before they ran
         self._recording: set[asyncio.Task[None]] = set()
+        # Terminal and file frames: only while connected over a WebSocket, dropped on reconnect.
+        self._streams: deque[AgentStreamMessage] = deque()
+        self._stream_room = asyncio.Condition()
+        self.streaming = False  # True while a WebSocket (not the poll) carries the channel
+        self.terminals = TerminalManager(self.emit_stream)
+        self.files = FileService(self.emit_stream)
         for result in ledger.undelivered():  # from before a restart
             self._queue(result)
 
@@ -91,6 +113,7 @@ class Channel:
         now = time.monotonic()
         self.connected_at = None
         self._output.clear()  # live output is not carried over to a new connection
+        self._streams.clear()  # nor terminal and file frames: their sessions ended with it
         self._next_full = now
         self._next_light = now
 
@@ -108,9 +131,20 @@ class Channel:
         self.stopping.set()
         self._wake.set()
 
+    async def end_streams(self) -> None:
+        """The WebSocket ended: its terminals and file requests end with it (the server
+        forgot them too)."""
+        self.streaming = False
+        await self.terminals.aclose()
+        await self.files.aclose()
+        self._streams.clear()
+        async with self._stream_room:
+            self._stream_room.notify_all()
+
     async def aclose(self) -> None:
         """Stop running commands (their process groups are killed; the ledger records them
         as failed and their results are sent after the next start)."""
+        await self.end_streams()
         tasks = [*self._commands.values(), *self._recording]
         for task in tasks:
             task.cancel()
@@ -144,6 +178,10 @@ class Channel:
             )
         elif isinstance(message, Welcome):
             self.on_connected(message)
+        elif isinstance(message, TerminalOpen | TerminalInput | TerminalResize | TerminalClose):
+            self.terminals.handle(message)
+        elif isinstance(message, FileRequest):
+            self.files.handle(message)
         elif isinstance(message, ErrorMessage):
             logger.warning("server error %s: %s", message.code, message.message)
         else:
@@ -204,6 +242,19 @@ class Channel:
             self._cancelling.discard(command_id)
         self._queue(result)
 
+    async def emit_stream(self, message: AgentStreamMessage) -> None:
+        """Queue a terminal or file frame for the server. Waits while the queue is full (a
+        chatty shell is slowed down, not buffered without end); dropped when no WebSocket
+        carries the channel."""
+        async with self._stream_room:
+            await self._stream_room.wait_for(
+                lambda: not self.streaming or len(self._streams) < MAX_STREAM_FRAMES
+            )
+            if not self.streaming:
+                return
+            self._streams.append(message)
+        self._wake.set()
+
     def _on_output(self, command_id: str, stream: Stream, offset: int, data: str) -> None:
         if not self.is_connected:
             return  # best effort: nobody to tell, and the result carries it all
@@ -261,13 +312,24 @@ class Channel:
         of a command that just finished arrives before its result)."""
         acks = [message for message in self._outbox.values() if isinstance(message, CommandAck)]
         results = [m for m in self._outbox.values() if isinstance(m, CommandResult)]
-        return [*acks, *self._output, *results]
+        return [*acks, *self._output, *self._streams, *results]
 
     async def delivered(self, messages: list[OutgoingMessage]) -> None:
         """The transport has handed these to the server: forget them (results stay in the
         ledger, marked delivered, in case the server dispatches the command again)."""
         results: list[str] = []
         sent_output = {id(message) for message in messages if isinstance(message, CommandOutput)}
+        sent_streams = [m for m in messages if isinstance(m, _STREAM_TYPES)]
+        if sent_streams:
+            sent_ids = {id(message) for message in sent_streams}
+            while self._streams and id(self._streams[0]) in sent_ids:
+                self._streams.popleft()
+            if any(id(frame) in sent_ids for frame in self._streams):
+                kept_streams = [frame for frame in self._streams if id(frame) not in sent_ids]
+                self._streams.clear()
+                self._streams.extend(kept_streams)
+            async with self._stream_room:
+                self._stream_room.notify_all()
         if sent_output:
             while self._output and id(self._output[0]) in sent_output:
                 self._output.popleft()  # the usual case: the oldest frames went first
@@ -276,7 +338,7 @@ class Channel:
                 self._output.clear()
                 self._output.extend(kept)
         for message in messages:
-            if isinstance(message, CommandOutput):
+            if isinstance(message, (CommandOutput, *_STREAM_TYPES)):
                 continue
             key = (message.type, message.command_id)
             if self._outbox.get(key) is message:
@@ -310,7 +372,7 @@ class Channel:
         """Return once there is something to send (an outbox message, a due heartbeat) or
         the agent is stopping."""
         while not self.stopping.is_set():
-            if self._outbox or self._output or self.light_due() or self.full_due():
+            if self._outbox or self._output or self._streams or self.light_due() or self.full_due():
                 return
             self._wake.clear()
             delay = min(self._next_light, self._next_full) - time.monotonic()
@@ -325,6 +387,9 @@ class Channel:
     @property
     def running_commands(self) -> list[str]:
         return list(self._commands)
+
+
+_STREAM_TYPES = (TerminalOpened, TerminalOutput, TerminalExit, FileResponse)
 
 
 def _bounded(interval_s: float) -> float:

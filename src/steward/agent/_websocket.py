@@ -60,11 +60,13 @@ class WebSocketTransport(Transport):
             except TimeoutError as exc:
                 raise HandshakeFailed(f"no welcome from the server: {exc!r}") from exc
             channel.on_connected(welcome)
+            channel.streaming = True  # terminals and file requests ride on this connection
             logger.info("connected over WebSocket to %s as device %s", self.url, welcome.device_id)
             await self._exchange(ws, channel)
         except ConnectionClosed as exc:
             raise ServerUnreachable(f"WebSocket closed: {_describe_close(exc)}") from exc
         finally:
+            await channel.end_streams()
             # Also reached when cancelled (agent stopping): send a proper close frame.
             await ws.close(code=1000, reason="agent stopping" if channel.stopping.is_set() else "")
 

@@ -12,6 +12,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from steward.protocol.streams import (
+    FileRequest,
+    FileResponse,
+    TerminalClose,
+    TerminalExit,
+    TerminalInput,
+    TerminalOpen,
+    TerminalOpened,
+    TerminalOutput,
+    TerminalResize,
+)
+
 PROTOCOL_VERSION = 1
 # One frame or poll body may not exceed this; larger ones are refused unread.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -204,7 +216,16 @@ class CommandOutput(_Message):
 
 
 AgentMessage = Annotated[
-    Hello | LightHeartbeat | FullHeartbeat | CommandAck | CommandResult | CommandOutput,
+    Hello
+    | LightHeartbeat
+    | FullHeartbeat
+    | CommandAck
+    | CommandResult
+    | CommandOutput
+    | TerminalOpened
+    | TerminalOutput
+    | TerminalExit
+    | FileResponse,
     Field(discriminator="type"),
 ]
 
@@ -253,7 +274,16 @@ class ErrorMessage(_Message):
 
 
 ServerMessage = Annotated[
-    Welcome | AgentConfig | CommandDispatch | CommandCancel | ErrorMessage,
+    Welcome
+    | AgentConfig
+    | CommandDispatch
+    | CommandCancel
+    | ErrorMessage
+    | TerminalOpen
+    | TerminalInput
+    | TerminalResize
+    | TerminalClose
+    | FileRequest,
     Field(discriminator="type"),
 ]
 

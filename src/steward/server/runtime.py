@@ -109,6 +109,7 @@ class Runtime:
             self._every(s.status_flush_interval_s, self.status.flush, "status flush"),
             self._every(s.status_flush_interval_s, self.hub.output.flush, "output flush"),
             self._every(1.0, self.hub.expire_watches, "watch expiry"),
+            self._every(60.0, self._forget_idle_routes, "relay routes"),
             self._every(s.presence_flush_interval_s, self.presence.flush, "presence flush"),
             asyncio.create_task(self.hub.writer.run(), name="agent reports"),
             self._every(  # on every replica, for its own agents
@@ -144,8 +145,12 @@ class Runtime:
             await self.hub.output.flush()
         if self.audit_forwarder is not None:
             await self.audit_forwarder.stop()
+        await self.hub.relay.aclose()
         await self.bus.stop()
         await self.engine.dispose()
+
+    async def _forget_idle_routes(self) -> None:
+        self.hub.relay.forget_idle()
 
     async def prune_history(self) -> int:
         cutoff = utcnow() - timedelta(days=self.settings.metrics_retention_days)

@@ -36,6 +36,7 @@ from steward.server.commands.output import OutputHub
 from steward.server.devices.enrollment import AgentIdentity, authenticate_agents
 from steward.server.errors import Unauthorized
 from steward.server.gateway.handshakes import Coalescer
+from steward.server.gateway.relay import Relay
 from steward.server.gateway.reports import after_reports
 from steward.server.gateway.status import StatusBuffer
 from steward.server.settings import Settings
@@ -107,6 +108,8 @@ class AgentHub:
         self.authenticate = Coalescer(self._authenticate_many)
         self._connections: dict[uuid.UUID, AgentConnection] = {}
         self._watched_until: dict[uuid.UUID, float] = {}
+        # Terminal frames and file requests between consoles and agents (gateway/relay.py).
+        self.relay = Relay(bus, self.presence, self._connections.get)
         # Set by the runtime: a job's command finished (jobs/runner.py releases the next ones).
         self.on_job_progress: Callable[[uuid.UUID], Awaitable[None]] | None = None
         bus.subscribe(AGENT_CHANNEL, self._on_bus_message)
@@ -386,7 +389,9 @@ class AgentHub:
                 # Poll agents read their interval on each poll.
                 self._watched_until[device_id] = time.monotonic() + self.settings.watch_ttl_s
             return
-        if kind == "wake":
+        if kind == "relay":
+            await self.relay.on_bus(self._connections[device_id], message)
+        elif kind == "wake":
             await self.dispatch_pending(device_id, all_unfinished=False)
         elif kind == "cancel":
             await self.send_cancels(device_id)

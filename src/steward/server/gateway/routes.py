@@ -24,11 +24,15 @@ from steward.protocol import (
     EnrollRequest,
     EnrollResponse,
     ErrorMessage,
+    FileResponse,
     Hello,
     LightHeartbeat,
     PollRequest,
     PollResponse,
     ProtocolError,
+    TerminalExit,
+    TerminalOpened,
+    TerminalOutput,
     Welcome,
     dump_message,
     parse_agent_message,
@@ -127,6 +131,8 @@ async def poll(request: Request, runtime: RuntimeDep, session: SystemSessionDep)
     interval = hub.interval_for(identity.device_id)
     hub.status.seen(identity.device_id, identity.tenant_id, transport="poll", interval_s=interval)
     for message in body.messages:
+        if isinstance(message, TerminalOutput | TerminalOpened | TerminalExit | FileResponse):
+            continue  # terminals and files need a WebSocket: nobody asked a polling agent
         await handle_message(hub, session, identity, message, transport="poll", interval_s=interval)
     await session.commit()
     # A poll answer can be lost; re-send what was sent but not acknowledged after a while.
@@ -243,6 +249,9 @@ async def agent_socket(websocket: WebSocket) -> None:
         with contextlib.suppress(Exception):
             await websocket.close(code=1013, reason="try again later")
     finally:
+        if registered:  # the agent ended its terminals and file requests with this socket
+            with contextlib.suppress(Exception):
+                await hub.relay.disconnected(identity.device_id)
         if registered and hub.unregister(connection):
             hub.status.offline(identity.device_id, identity.tenant_id)
             # Offline at once: do not wait for the next flush interval.
@@ -307,6 +316,9 @@ async def _receive_loop(
                 interval_s=connection.interval_s,
                 heartbeat=message,
             )
+            continue
+        if isinstance(message, TerminalOutput | TerminalOpened | TerminalExit | FileResponse):
+            await hub.relay.from_agent(identity.device_id, message)  # memory only
             continue
         if isinstance(message, CommandAck | CommandResult):  # written in batches
             await hub.writer.room()
