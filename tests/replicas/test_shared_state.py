@@ -10,7 +10,6 @@ are skipped, except under CI=true where they fail.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -18,8 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,116 +24,29 @@ import pytest
 import redis
 import redis.asyncio
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
 from steward.server.bus.presence import RedisPresence
 from steward.server.bus.store import redis_client
 from steward.server.ratelimit import make_limiter
-from steward.server.settings import Settings
+from tests.replicas.cluster import (
+    Cluster,
+    agent,
+    client_from,
+    connected_to,
+    health,
+    replica_settings,
+    tenant_and_agent,
+)
 from tests.support import (
     Databases,
     LiveServer,
-    SeededTenant,
     Seeder,
-    agent_auth,
     closed_port_redis_url,
-    enroll,
     free_port,
     login,
     tenant_client,
     wait_for,
 )
-
-
-@dataclass
-class Cluster:
-    a: LiveServer
-    b: LiveServer
-    database_url: str
-    secret: str
-    prefix: str
-    redis: redis.Redis
-
-    def presence(self, device_id: str) -> str | None:
-        value = self.redis.get(f"{self.prefix}:presence:{device_id}")
-        return value.decode() if isinstance(value, bytes) else value
-
-
-def replica_settings(
-    database_url: str, data_dir: Path, redis_url: str, secret: str, prefix: str
-) -> Settings:
-    return Settings(
-        data_dir=data_dir,
-        database_url=database_url,
-        secret_key=secret,  # replicas share their secret, as in production
-        redis_url=redis_url,
-        redis_prefix=prefix,
-        presence_flush_interval_s=0.2,
-        tenant_cache_ttl_s=300.0,  # only the bus can make a change reach B in time
-        status_flush_interval_s=0.2,
-    )
-
-
-def health(server: LiveServer) -> dict[str, object]:
-    response = httpx.get(f"{server.url}/healthz", timeout=10)
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    databases: Databases, tmp_path_factory: pytest.TempPathFactory, redis_url: str
-) -> Iterator[Cluster]:
-    database_url = databases.create("postgresql")
-    secret = "test-secret-" + uuid.uuid4().hex
-    prefix = f"steward-test-{uuid.uuid4().hex[:12]}"
-    settings = [
-        replica_settings(database_url, tmp_path_factory.mktemp(name), redis_url, secret, prefix)
-        for name in ("replica-a", "replica-b")
-    ]
-    client = redis.Redis.from_url(redis_url)
-    with contextlib.ExitStack() as stack:
-        a = LiveServer(settings[0]).start()
-        stack.callback(a.stop)
-        b = LiveServer(settings[1]).start()
-        stack.callback(b.stop)
-        wait_for(lambda: health(a)["bus"] == "redis" and health(b)["bus"] == "redis")
-        yield Cluster(a, b, database_url, secret, prefix, client)
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
-
-
-@contextlib.contextmanager
-def agent(ws_url: str, creds: dict[str, str]) -> Iterator[ClientConnection]:
-    with connect(ws_url, additional_headers=agent_auth(creds), open_timeout=10) as ws:
-        ws.send(json.dumps({"type": "hello", "agent_version": "9.9", "hostname": "pc-shared"}))
-        welcome = json.loads(ws.recv(timeout=10))
-        assert welcome["type"] == "welcome", welcome
-        yield ws
-
-
-def tenant_and_agent(server: LiveServer) -> tuple[SeededTenant, dict[str, str]]:
-    seeder = Seeder(server.settings)
-    tenant = seeder.tenant()
-    return tenant, enroll(server, seeder.pin(tenant))
-
-
-def connected_to(api: httpx.Client, device_id: str) -> object:
-    response = api.get(f"/api/v1/devices/{device_id}")
-    assert response.status_code == 200, response.text
-    return response.json()["connected_to"]
-
-
-def client_from(server: LiveServer, slug: str, address: str, **headers: str) -> httpx.Client:
-    """A client on the tenant's host whose connections come from `address` (127.0.0.0/8)."""
-    return httpx.Client(
-        base_url=server.url,
-        timeout=10,
-        transport=httpx.HTTPTransport(local_address=address),
-        headers={"Host": f"{slug}.localhost:{server.port}"} | headers,
-    )
-
 
 # ---- presence ------------------------------------------------------------------------------
 
