@@ -222,6 +222,14 @@ NO_PERMISSION: dict[Key, str] = {
     ("POST", "/api/agent/v1/enroll"): AGENT,
     ("POST", "/api/agent/v1/poll"): AGENT,
     ("WS", "/api/agent/v1/ws"): AGENT,
+    ("WS", "/api/v1/devices/{device_id}/terminal"): (
+        "terminal.open on the device, checked in the socket handler: "
+        "tests/terminal/test_sockets.py::test_refused_roles_devices_and_credentials"
+    ),
+    ("WS", "/api/v1/terminal/sessions/{terminal_session_id}/watch"): (
+        "terminal.open on the device or tenant.manage, checked in the socket handler: "
+        "tests/terminal/test_sockets.py::test_watching_live_and_terminating"
+    ),
     ("POST", "/api/v1/platform/login"): PLATFORM,
     ("GET", "/api/v1/platform/tenants"): PLATFORM,
     ("POST", "/api/v1/platform/tenants"): PLATFORM,

@@ -9,6 +9,7 @@ nginx the tests are skipped, except under CI=true where they fail.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from steward.protocol import MAX_FILE_CHUNK
 from steward.server.settings import Settings
 from tests.faults.conftest import FINAL, RealAgent, command, wait_final, wait_online
 from tests.support import (
@@ -348,6 +350,42 @@ def _holder(replicas: list[Replica]) -> Replica:
     assert len(found) == 1
     holder: Replica = found[0]
     return holder
+
+
+def test_files_reach_an_agent_held_by_the_other_replica(
+    cluster: Cluster, agents: list[RealAgent], tmp_path: Path
+) -> None:
+    """The file browser's requests go to whichever replica the console reaches; the relay
+    carries them over Redis to the replica holding the agent's WebSocket, chunk by chunk."""
+    tenant = cluster.seeder.tenant()
+    agent = RealAgent(cluster.nginx.url, tmp_path / "agent").enroll(cluster.seeder.pin(tenant))
+    agents.append(agent.start())
+    with cluster.via_balancer(tenant.slug) as anonymous:
+        bearer = {"Authorization": f"Bearer {_token(anonymous, tenant)}"}
+    with cluster.via_balancer(tenant.slug, **bearer) as balanced:
+        wait_online(balanced, agent.device_id)
+    other = next(r for r in cluster.replicas if r is not _holder(cluster.replicas))
+    content = os.urandom(3 * MAX_FILE_CHUNK + 17)
+    target = tmp_path / "shared" / "blob.bin"
+    target.parent.mkdir()
+    with cluster.direct(other, tenant.slug, **bearer) as api:
+        files = f"/api/v1/devices/{agent.device_id}/files"
+        created = api.post(f"{files}/uploads", json={"path": str(target), "size": len(content)})
+        assert created.status_code == 201, created.text
+        upload = f"{files}/uploads/{created.json()['id']}"
+        for offset in range(0, len(content), MAX_FILE_CHUNK):
+            chunk = content[offset : offset + MAX_FILE_CHUNK]
+            sent = api.put(upload, params={"offset": offset}, content=chunk)
+            assert sent.status_code == 200, sent.text
+        digest = hashlib.sha256(content).hexdigest()
+        finished = api.post(f"{upload}/finish", json={"sha256": digest})
+        assert finished.status_code == 200, finished.text
+        assert target.read_bytes() == content
+        listing = api.get(files, params={"path": str(target.parent)})
+        assert [entry["name"] for entry in listing.json()["entries"]] == ["blob.bin"]
+        downloaded = api.get(f"{files}/download", params={"path": str(target)})
+        assert downloaded.status_code == 200, downloaded.text
+        assert downloaded.content == content
 
 
 def test_the_agent_follows_the_balancer_and_nothing_runs_twice_when_a_replica_dies(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,6 +29,8 @@ from steward.server.commands.routes import router as commands_router
 from steward.server.commands.stream_routes import router as command_stream_router
 from steward.server.devices.routes import router as devices_router
 from steward.server.errors import StewardError
+from steward.server.files.backup_routes import router as file_backups_router
+from steward.server.files.routes import router as files_router
 from steward.server.gateway.routes import router as gateway_router
 from steward.server.jobs.routes import router as jobs_router
 from steward.server.platform.routes import router as platform_router
@@ -35,6 +38,9 @@ from steward.server.runtime import Runtime
 from steward.server.scripts.routes import router as scripts_router
 from steward.server.settings import Settings, load_settings
 from steward.server.tenancy.hosts import HostMiddleware
+from steward.server.terminal.registry import TerminalRegistry
+from steward.server.terminal.routes import router as terminal_router
+from steward.server.terminal.sockets import router as terminal_socket_router
 from steward.server.web import mount_console
 
 log = logging.getLogger(__name__)
@@ -114,6 +120,10 @@ class BodySizeLimit:
 
     # An agent's poll carries whole results (1 MiB of output per stream, escaped in JSON).
     AGENT_POLL = "/api/agent/v1/poll"
+    # The editor saves a whole text file (the tenant's editor limit, at most 4 MiB, escaped in
+    # JSON): the routes that take one, and their limit.
+    EDITOR_SAVE = re.compile(r"^(/api/v1)?/devices/[0-9a-fA-F-]{36}/files/text$")
+    EDITOR_SAVE_BYTES = 6 * 4 * 1024 * 1024
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -123,7 +133,12 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = MAX_MESSAGE_BYTES if scope.get("path") == self.AGENT_POLL else self.max_bytes
+        path = scope.get("path", "")
+        limit = self.max_bytes
+        if path == self.AGENT_POLL:
+            limit = MAX_MESSAGE_BYTES
+        elif self.EDITOR_SAVE.match(path):
+            limit = max(self.max_bytes, self.EDITOR_SAVE_BYTES)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self._refuse(send)
@@ -171,10 +186,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.create(settings)
         app.state.runtime = runtime
+        # Live web terminals of this process (terminal/registry.py).
+        app.state.terminals = TerminalRegistry(runtime.sessions, runtime.bus, runtime.hub.relay)
         await runtime.start()
         try:
             yield
         finally:
+            await app.state.terminals.aclose()
             await runtime.stop()
 
     app = FastAPI(
@@ -219,6 +237,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scripts_router)
     app.include_router(jobs_router)
     app.include_router(audit_router)
+    app.include_router(terminal_router)
+    app.include_router(terminal_socket_router)
+    app.include_router(files_router)
+    app.include_router(file_backups_router)
     app.include_router(gateway_router)
     app.include_router(platform_router)
     mount_console(app)

@@ -11,10 +11,12 @@ from steward.server.devices.models import (
     DeviceStatus,
     EnrollmentPin,
 )
+from steward.server.files.models import FileBackup, FilePolicy, FileUpload
 from steward.server.jobs.models import Approval, CommandTransition, DeviceTag, Job, Schedule
 from steward.server.platform.models import PlatformAdmin
 from steward.server.scripts import models as _script_models  # noqa: F401  (tables)
 from steward.server.tenancy.models import Group, Tenant
+from steward.server.terminal.models import TerminalPolicy, TerminalSession
 
 __all__ = [
     "AgentCredential",
@@ -28,10 +30,15 @@ __all__ = [
     "DeviceStatus",
     "DeviceTag",
     "EnrollmentPin",
+    "FileBackup",
+    "FilePolicy",
+    "FileUpload",
     "Group",
     "Job",
     "PlatformAdmin",
     "Schedule",
     "Tenant",
+    "TerminalPolicy",
+    "TerminalSession",
     "User",
 ]

@@ -176,6 +176,15 @@ class TenantStore:
         finally:
             os.close(dir_fd)
 
+    def remove_tree(self, group_id: uuid.UUID, relative: str) -> None:
+        """Delete a file or directory of the group's store with everything in it (links are
+        removed, not followed); nothing when it is missing."""
+        target = self._check(group_id, relative)[0]
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.exists():
+            shutil.rmtree(target)
+
     def check_root(self) -> None:
         """Refuse (`unsafe_path`) a tenant directory that is a link, not a directory, or not
         directly inside `tenants_root`. A missing one is fine."""

@@ -5,7 +5,8 @@ relay carries frames between the two:
 
 - to the agent: sent at once when the agent is connected to this process, otherwise published
   on the bus for the replica that holds it (`kind: relay` on the agents' channel), which
-  remembers who asked (a *route*: session or request id -> replica);
+  remembers who asked (a *route*: session or request id -> replica) and says it took it (no
+  such word within `ACCEPT_WAIT_S`: the agent is connected nowhere);
 - from the agent: given to the listener of that session or request on this process, or
   published on the asking replica's own channel (`relay.<replica id>`).
 
@@ -41,7 +42,7 @@ from steward.protocol import (
     parse_agent_message,
     parse_server_message,
 )
-from steward.server.bus import AGENT_CHANNEL, Bus
+from steward.server.bus import AGENT_CHANNEL, Bus, MonitoredBus
 from steward.server.errors import StewardError
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ Listener = Callable[[Any], Awaitable[None]]
 
 ROUTE_IDLE_S = 3600.0  # a route nobody used for this long is forgotten (its session is dead)
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
+# How long a replica waits for another one to say it holds the agent before calling it offline.
+ACCEPT_WAIT_S = 3.0
 
 
 class DeviceOffline(StewardError):
@@ -106,11 +109,11 @@ class Relay:
         connection_of: Callable[[uuid.UUID], AgentConnection | None],
     ) -> None:
         self._bus = bus
-        self._presence = presence
         self._connection_of = connection_of
         self.replica_id = presence.replica_id
         self._listeners: dict[str, _Listener] = {}
         self._routes: dict[str, _Route] = {}  # sessions of other replicas' consoles, held here
+        self._accepts: dict[str, asyncio.Future[None]] = {}  # openings sent to other replicas
         # Frames from the bus are handled in arrival order by one task (a terminal's output
         # must not overtake itself).
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
@@ -148,18 +151,31 @@ class Relay:
             except Exception as exc:
                 raise DeviceOffline("the connection to the agent broke") from exc
             return
-        opening = isinstance(message, TerminalOpen | FileRequest)
-        if opening and device_id not in await self._presence.replicas_of([device_id]):
+        if not isinstance(self._bus, MonitoredBus):  # one process: nowhere else to look
             raise DeviceOffline("the device's agent is not connected over a WebSocket")
-        await self._bus.publish(
-            AGENT_CHANNEL,
-            {
-                "kind": "relay",
-                "device_id": str(device_id),
-                "reply_to": self.replica_id,
-                "frame": dump_message(message),
-            },
-        )
+        opening = isinstance(message, TerminalOpen | FileRequest)
+        accepted: asyncio.Future[None] | None = None
+        if opening:  # the replica holding the agent says so (presence may lag a flush)
+            accepted = asyncio.get_running_loop().create_future()
+            self._accepts[key] = accepted
+        try:
+            await self._bus.publish(
+                AGENT_CHANNEL,
+                {
+                    "kind": "relay",
+                    "device_id": str(device_id),
+                    "reply_to": self.replica_id,
+                    "frame": dump_message(message),
+                },
+            )
+            if accepted is not None:
+                async with asyncio.timeout(ACCEPT_WAIT_S):
+                    await accepted
+        except TimeoutError:
+            raise DeviceOffline("the device's agent is not connected over a WebSocket") from None
+        finally:
+            if accepted is not None:
+                self._accepts.pop(key, None)
 
     async def request(
         self,
@@ -226,6 +242,7 @@ class Relay:
         key = _key_of(frame)
         if isinstance(frame, TerminalOpen | FileRequest):
             self._routes[key] = _Route(connection.device_id, reply_to, time.monotonic())
+            await self._bus.publish(self.channel(reply_to), {"accepted": key})
         route = self._routes.get(key)
         if route is None or route.device_id != connection.device_id:
             return
@@ -260,6 +277,11 @@ class Relay:
     # ---- delivery ----------------------------------------------------------------------------
 
     async def _on_reply(self, message: dict[str, Any]) -> None:
+        accepted = self._accepts.get(str(message.get("accepted")))
+        if accepted is not None:
+            if not accepted.done():
+                accepted.set_result(None)
+            return
         # Synchronous up to the queue: bus tasks start in arrival order, so frames stay in order.
         if self._inbox_task is None or self._inbox_task.done():
             self._inbox_task = asyncio.get_running_loop().create_task(self._drain())

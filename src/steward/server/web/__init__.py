@@ -16,6 +16,7 @@ from steward.server.web import (
     commands,
     devices,
     enroll,
+    files,
     groups,
     invite,
     jobs,
@@ -23,6 +24,7 @@ from steward.server.web import (
     platform,
     scripts,
     security_settings,
+    terminal,
     users,
 )
 from steward.server.web.templating import Templates
@@ -36,6 +38,9 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(auth.router)
     app.include_router(invite.router)
     app.include_router(enroll.router)  # before devices: /devices/enroll is not a device id
+    app.include_router(files.router)
+    app.include_router(files.script_router)
+    app.include_router(terminal.router)  # before devices: /devices/{id}/terminal
     app.include_router(devices.router)
     app.include_router(devices.data_router)
     app.include_router(commands.router)

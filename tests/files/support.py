@@ -1,0 +1,115 @@
+"""A tenant with real agent processes on this machine, each allowed one directory of its own."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support import LiveServer, SeededTenant, Seeder, login, wait_for
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+@dataclass
+class Agent:
+    device_id: str
+    base: Path  # holds `root` (the allowed directory) and `outside.txt` (not allowed)
+    process: subprocess.Popen[bytes]
+
+    @property
+    def root(self) -> Path:
+        return self.base / "root"
+
+
+def start_agent(server: LiveServer, seeder: Seeder, tenant: SeededTenant, base: Path) -> Agent:
+    """Enroll an agent process by PIN and start it; its device is online when this returns."""
+    (base / "root").mkdir(parents=True)
+    (base / "outside.txt").write_text("outside")
+    env = os.environ | {"STEWARD_AGENT_MACHINE_ID": f"files-{uuid.uuid4().hex}"}
+    state = base / "state"
+    enrolled = subprocess.run(
+        [_bin("steward-agent"), "enroll", "--server", server.url, "--pin", seeder.pin(tenant),
+         "--state-dir", str(state)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert enrolled.returncode == 0, enrolled.stderr
+    log = open(base / "agent.log", "wb")  # noqa: SIM115  (closed with the process)
+    process = subprocess.Popen(
+        [_bin("steward-agent"), "run", "--state-dir", str(state)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    return Agent("", base, process)  # the device id: see `build_world`
+
+
+def stop(agent: Agent) -> None:
+    if agent.process.poll() is None:
+        agent.process.send_signal(signal.SIGTERM)
+        try:
+            agent.process.wait(15)
+        except subprocess.TimeoutExpired:
+            agent.process.kill()
+            agent.process.wait(5)
+
+
+@dataclass
+class World:
+    server: LiveServer
+    seeder: Seeder
+    tenant: SeededTenant
+    agents: list[Agent] = field(default_factory=list)
+
+    def api(self, email: str | None = None) -> httpx.Client:
+        client = login(self.server, self.tenant, email)
+        client.timeout = httpx.Timeout(60)
+        return client
+
+    def policy(self, **changes: Any) -> dict[str, Any]:
+        with self.api() as api:
+            current = api.get("/api/v1/tenant/file-policy").json()
+            response = api.put("/api/v1/tenant/file-policy", json=current | changes)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+
+def build_world(server: LiveServer, seeder: Seeder, tmp: Path, agents: int = 2) -> World:
+    tenant = seeder.tenant()
+    world = World(server, seeder, tenant)
+    known: set[str] = set()
+    with world.api() as api:
+        for number in range(agents):
+            agent = start_agent(server, seeder, tenant, tmp / f"agent{number}")
+            world.agents.append(agent)
+
+            def new_online(api: httpx.Client = api) -> str | None:
+                for device in api.get("/api/v1/devices").json():
+                    if device["id"] not in known and device["online"]:
+                        return str(device["id"])
+                return None
+
+            agent.device_id = wait_for(new_online, timeout=20)
+            known.add(agent.device_id)
+    world.policy(linux_roots=[str(a.root) for a in world.agents])
+    return world
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()

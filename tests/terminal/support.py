@@ -1,0 +1,236 @@
+"""A tenant with a real agent process on this machine, and browser-like terminal sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from tests.support import LiveServer, SeededTenant, Seeder, login, wait_for
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+@dataclass
+class Terminal:
+    """One browser socket: frames received so far, and how it closed."""
+
+    socket: ClientConnection
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
+    close_reason: str = ""
+
+    def send(self, **frame: Any) -> None:
+        self.socket.send(json.dumps(frame))
+
+    def type(self, text: str) -> None:
+        self.send(type="input", data=text)
+
+    def receive(self, timeout: float = 10.0) -> dict[str, Any] | None:
+        """The next frame, or None once the socket closed (`close_code` set)."""
+        if self.close_code is not None:
+            return None
+        try:
+            raw = self.socket.recv(timeout=timeout)
+        except ConnectionClosed as closed:
+            received = closed.rcvd
+            self.close_code = received.code if received else 1006
+            self.close_reason = received.reason if received else ""
+            return None
+        frame: dict[str, Any] = json.loads(raw)
+        self.frames.append(frame)
+        return frame
+
+    def until(self, predicate: Any, timeout: float = 15.0) -> dict[str, Any]:
+        """Receive until a frame satisfies `predicate`."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frame = self.receive(timeout=max(0.1, deadline - time.monotonic()))
+            if frame is None:
+                raise AssertionError(
+                    f"closed {self.close_code} {self.close_reason}: {self.frames[-5:]}"
+                )
+            if predicate(frame):
+                return frame
+        raise AssertionError(f"no such frame; last: {self.frames[-5:]}")
+
+    def output(self) -> str:
+        return "".join(f["data"] for f in self.frames if f.get("type") == "output")
+
+    def until_output(self, text: str, timeout: float = 15.0) -> None:
+        if text not in self.output():
+            self.until(lambda _f: text in self.output(), timeout)
+
+    def until_closed(self, timeout: float = 15.0) -> tuple[int | None, str]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.close_code is None and time.monotonic() < deadline:
+            self.receive(timeout=max(0.1, deadline - time.monotonic()))
+        assert self.close_code is not None, "the socket did not close"
+        return self.close_code, self.close_reason
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def open_socket(
+    server: LiveServer,
+    slug: str,
+    path: str,
+    *,
+    token: str | None = None,
+    cookie: str | None = None,
+    origin: str | None = None,
+) -> Terminal:
+    """A WebSocket to the tenant's host (`<slug>.localhost`, reached at 127.0.0.1)."""
+    headers: dict[str, str] = {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if cookie:
+        headers["Cookie"] = f"steward_session={cookie}"
+    host = f"{slug}.localhost:{server.port}"
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    # Entered as a context manager (websockets warns otherwise); `Terminal.close` closes it.
+    ws = connect(
+        f"ws://{host}{path}",
+        sock=sock,
+        additional_headers=headers,
+        origin=origin,  # type: ignore[arg-type]
+        open_timeout=10,
+        max_size=4 * 1024 * 1024,
+    ).__enter__()
+    return Terminal(ws)
+
+
+@dataclass
+class World:
+    server: LiveServer
+    seeder: Seeder
+    tenant: SeededTenant
+    device_id: str
+    agent: subprocess.Popen[bytes]
+    tokens: dict[str, str] = field(default_factory=dict)  # email -> access token
+
+    def api(self, email: str | None = None) -> httpx.Client:
+        return login(self.server, self.tenant, email)
+
+    def token(self, email: str | None = None) -> str:
+        email = email or self.tenant.admin_email
+        if email not in self.tokens:
+            with self.api(email) as api:
+                self.tokens[email] = api.headers["Authorization"].split(" ", 1)[1]
+        return self.tokens[email]
+
+    def terminal(self, email: str | None = None, device_id: str | None = None,
+                 query: str = "?cols=80&rows=24") -> Terminal:  # fmt: skip
+        path = f"/api/v1/devices/{device_id or self.device_id}/terminal{query}"
+        return open_socket(self.server, self.tenant.slug, path, token=self.token(email))
+
+    def watch(self, session_id: str, email: str | None = None) -> Terminal:
+        path = f"/api/v1/terminal/sessions/{session_id}/watch"
+        return open_socket(self.server, self.tenant.slug, path, token=self.token(email))
+
+    def opened(self, email: str | None = None) -> tuple[Terminal, str]:
+        """A terminal whose shell is running, and its session id."""
+        terminal = self.terminal(email)
+        session = terminal.until(lambda f: f.get("type") == "session")
+        terminal.until(lambda f: f.get("type") == "opened")
+        return terminal, str(session["session_id"])
+
+    def policy(self, **changes: Any) -> dict[str, Any]:
+        with self.api() as api:
+            current = api.get("/api/v1/tenant/terminal-policy").json()
+            response = api.put("/api/v1/tenant/terminal-policy", json=current | changes)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def audit(self, action: str) -> list[dict[str, Any]]:
+        with self.api() as api:
+            response = api.get("/api/v1/audit/events", params={"action": action, "limit": 200})
+        assert response.status_code == 200, response.text
+        events: list[dict[str, Any]] = response.json()["events"]
+        return events
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        with self.api() as api:
+            response = api.get(f"/api/v1/terminal/sessions/{session_id}")
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()
+        return found
+
+
+def start_world(server: LiveServer, seeder: Seeder, base: Path) -> World:
+    """A fresh tenant and one enrolled agent process, online."""
+    tenant = seeder.tenant()
+    env = os.environ | {"STEWARD_AGENT_MACHINE_ID": f"terminal-{uuid.uuid4().hex}"}
+    state = base / "state"
+    enrolled = subprocess.run(
+        [_bin("steward-agent"), "enroll", "--server", server.url, "--pin", seeder.pin(tenant),
+         "--state-dir", str(state)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert enrolled.returncode == 0, enrolled.stderr
+    log = open(base / "agent.log", "wb")  # noqa: SIM115  (closed with the process)
+    process = subprocess.Popen(
+        [_bin("steward-agent"), "run", "--state-dir", str(state)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    log.close()
+    with login(server, tenant) as api:
+
+        def online() -> str | None:
+            for device in api.get("/api/v1/devices").json():
+                if device["online"]:
+                    return str(device["id"])
+            return None
+
+        device_id = wait_for(online, timeout=20)
+    return World(server, seeder, tenant, device_id, process)
+
+
+def stop_world(world: World) -> None:
+    if world.agent.poll() is None:
+        world.agent.send_signal(signal.SIGTERM)
+        try:
+            world.agent.wait(15)
+        except subprocess.TimeoutExpired:
+            world.agent.kill()
+            world.agent.wait(5)
+
+
+def offline_session(base_url: str, host: str, authorization: str, device_id: str) -> str:
+    """A terminal session on a device whose agent is not connected: the server makes its row
+    (and the recording's header), says its id, then fails it. For tests that need any session
+    id of a tenant."""
+    port = int(str(base_url).rsplit(":", 1)[1].strip("/"))
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with connect(
+        f"ws://{host}/api/v1/devices/{device_id}/terminal",
+        sock=sock,
+        additional_headers={"Authorization": authorization},
+        open_timeout=10,
+    ) as ws:
+        while True:
+            frame = json.loads(ws.recv(timeout=10))
+            if frame.get("type") == "session":
+                session_id = str(frame["session_id"])
+            if frame.get("type") == "exit":
+                assert frame["reason"] == "open_failed", frame
+                return session_id
