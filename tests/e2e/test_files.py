@@ -102,11 +102,15 @@ def _rss(pid: int) -> int:
 
 
 def test_large_transfers_stay_bounded_and_resume(
-    installation: Installation, tmp_path: Path
+    installation: Installation, backend: str, tmp_path: Path
 ) -> None:
     """LARGE (200 MiB by default): uploaded in chunks with a break in the middle, resumed, hash
     checked; downloaded with a break, resumed with `Range`, hash checked. The server's memory
     grows by far less than the file."""
+    if backend != "sqlite":
+        # The bytes never touch the database: what each chunk asks of it (the session, the
+        # device, the upload row) is the same as in the smaller transfers run on both backends.
+        pytest.skip("the large transfer runs on SQLite only")
     assert installation.process is not None
     tenant, email, device_id, root = _device(installation, tmp_path)
     size = LARGE_MIB * 1024 * 1024

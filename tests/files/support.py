@@ -9,12 +9,13 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support import LiveServer, SeededTenant, Seeder, login, wait_for
+from tests.support import LiveServer, SeededTenant, Seeder, login, run_async, wait_for
 
 
 def _bin(name: str) -> str:
@@ -84,6 +85,25 @@ class World:
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result
+
+    def backdate_upload(self, upload_id: str, by: timedelta) -> None:
+        """Move an upload's start back in time, as if its browser had closed `by` ago."""
+        from sqlalchemy import update
+
+        from steward.server.db.base import utcnow
+        from steward.server.db.engine import standalone_session
+        from steward.server.files.models import FileUpload
+
+        async def work() -> None:
+            async with standalone_session(self.server.settings.effective_database_url) as session:
+                await session.execute(
+                    update(FileUpload)
+                    .where(FileUpload.id == uuid.UUID(upload_id))
+                    .values(created_at=utcnow() - by)
+                )
+                await session.commit()
+
+        run_async(work)
 
 
 def build_world(server: LiveServer, seeder: Seeder, tmp: Path, agents: int = 2) -> World:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
+from datetime import timedelta
 
 import pytest
 
 from tests.files.support import World
-from tests.support import login
+from tests.support import login, wait_for
 
 
 def test_list_and_stat(world: World) -> None:
@@ -80,6 +82,27 @@ def test_upload_in_chunks_resumed_then_downloaded_with_ranges(world: World) -> N
             f"{base}/download", params={"path": str(target)}, headers={"Range": "bytes=99999999-"}
         )
         assert beyond.status_code == 416
+
+
+def test_an_abandoned_upload_expires_and_its_partial_file_goes(world: World) -> None:
+    agent = world.agents[0]
+    target = agent.root / "abandoned.bin"
+    with world.api() as api:
+        base = _files(agent.device_id)
+        upload = api.post(f"{base}/uploads", json={"path": str(target), "size": 100}).json()
+        url = f"{base}/uploads/{upload['id']}"
+        assert api.put(url, params={"offset": 0}, content=b"x" * 10).status_code == 200
+        partial = agent.root / f".abandoned.bin.{uuid.UUID(upload['id']).hex}.part"
+        assert partial.stat().st_size == 10
+        # the browser closed a day and more ago: the server's periodic sweep expires it
+        world.backdate_upload(upload["id"], timedelta(hours=25))
+        wait_for(lambda: api.get(url).json()["status"] == "expired", timeout=15)
+        wait_for(lambda: not partial.exists(), timeout=15)  # the agent was told
+        late = api.put(url, params={"offset": 10}, content=b"y" * 10)
+        assert late.status_code == 410 and late.json()["error"]["code"] == "upload_expired"
+        finish = api.post(f"{url}/finish", json={"sha256": "0" * 64})
+        assert finish.status_code == 410 and finish.json()["error"]["code"] == "upload_expired"
+    assert not target.exists()
 
 
 def test_a_wrong_hash_leaves_nothing(world: World) -> None:

@@ -72,7 +72,7 @@ REQUESTS: dict[Key, Request] = {
     ("POST", "/api/v1/backups/{backup_id}/restore"): Request({}, fresh=("backup_id",)),
     ("PUT", "/api/v1/tenant/file-policy"): Request(
         {
-            "linux_roots": ["/home"],
+            "linux_roots": ["/home", "/tmp"],  # the matrix still works in /tmp afterwards
             "windows_roots": [],
             "allow_system_dirs": False,
             "max_upload_bytes": 1024,

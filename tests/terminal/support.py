@@ -17,7 +17,7 @@ import httpx
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.support import LiveServer, SeededTenant, Seeder, login, wait_for
+from tests.support import LiveServer, SeededTenant, Seeder, login, tenant_client, wait_for
 
 
 def _bin(name: str) -> str:
@@ -128,12 +128,14 @@ class World:
     tokens: dict[str, str] = field(default_factory=dict)  # email -> access token
 
     def api(self, email: str | None = None) -> httpx.Client:
-        return login(self.server, self.tenant, email)
+        """An API client signed in as `email` (one sign-in per user: hashing is slow)."""
+        token = self.token(email)
+        return tenant_client(self.server, self.tenant.slug, Authorization=f"Bearer {token}")
 
     def token(self, email: str | None = None) -> str:
         email = email or self.tenant.admin_email
         if email not in self.tokens:
-            with self.api(email) as api:
+            with login(self.server, self.tenant, email) as api:
                 self.tokens[email] = api.headers["Authorization"].split(" ", 1)[1]
         return self.tokens[email]
 

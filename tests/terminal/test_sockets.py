@@ -182,7 +182,7 @@ def test_watching_live_and_terminating(world: World) -> None:
 
 def test_idle_timeout_and_recording_failures(world: World, server: LiveServer) -> None:
     registry = server.app.state.terminals
-    registry.time_scale = 0.02  # 60 s of policy -> 1.2 s
+    registry.time_scale = 0.01  # 60 s of policy -> 0.6 s
     try:
         world.policy(idle_timeout_s=60)
         terminal, session_id = world.opened()

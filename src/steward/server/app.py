@@ -41,6 +41,7 @@ from steward.server.tenancy.hosts import HostMiddleware
 from steward.server.terminal.registry import TerminalRegistry
 from steward.server.terminal.routes import router as terminal_router
 from steward.server.terminal.sockets import router as terminal_socket_router
+from steward.server.terminal.watching import router as terminal_watch_router
 from steward.server.web import mount_console
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime = Runtime.create(settings)
         app.state.runtime = runtime
         # Live web terminals of this process (terminal/registry.py).
-        app.state.terminals = TerminalRegistry(runtime.sessions, runtime.bus, runtime.hub.relay)
+        app.state.terminals = TerminalRegistry(
+            runtime.sessions,
+            runtime.bus,
+            runtime.hub.relay,
+            runtime.presence.replica_id,
+            runtime.terminal_holdings,
+        )
         await runtime.start()
         try:
             yield
@@ -239,6 +246,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(terminal_router)
     app.include_router(terminal_socket_router)
+    app.include_router(terminal_watch_router)
     app.include_router(files_router)
     app.include_router(file_backups_router)
     app.include_router(gateway_router)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -21,6 +22,7 @@ from steward.server.collector import CollectorPolicy
 from steward.server.db.base import utcnow
 from steward.server.db.engine import create_engine, create_session_factory
 from steward.server.devices.service import prune_metrics
+from steward.server.files.sweep import sweep_files
 from steward.server.gateway.admission import AdmissionGate
 from steward.server.gateway.hub import AgentHub
 from steward.server.gateway.status import StatusBuffer
@@ -30,6 +32,8 @@ from steward.server.leader import Leadership
 from steward.server.ratelimit import OncePerWindow, RateLimiter, make_limiter
 from steward.server.settings import Settings
 from steward.server.tenancy.hosts import TenantResolver
+from steward.server.terminal.holdings import SessionHoldings, make_holdings
+from steward.server.terminal.service import close_lost_sessions
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class Runtime:
     tenants: TenantResolver
     jobs: JobRunner
     leadership: Leadership  # whether this replica runs the cluster-wide periodic work
+    terminal_holdings: SessionHoldings  # which replica holds which web terminal
     audit_forwarder: AuditForwarder | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -82,6 +87,12 @@ class Runtime:
             jobs=jobs,
             leadership=Leadership(
                 settings.effective_database_url, settings.leader_check_interval_s
+            ),
+            terminal_holdings=make_holdings(
+                shared,
+                presence.replica_id,
+                prefix=settings.redis_prefix,
+                ttl_s=settings.presence_ttl_s,
             ),
             pin_failures=make_limiter(
                 "pin", settings.pin_failures_per_minute, 60.0, shared, settings.redis_prefix
@@ -125,6 +136,18 @@ class Runtime:
             ),
             self._every(s.job_sweep_interval_s, self.jobs.sweep, "job sweep", leader_only=True),
             self._every(3600.0, self.prune_history, "metrics retention", leader_only=True),
+            self._every(
+                s.presence_flush_interval_s, self.terminal_holdings.flush, "terminals held"
+            ),
+            self._every(
+                60.0,
+                partial(
+                    close_lost_sessions, self.system_sessions, self.terminal_holdings, s.data_dir
+                ),
+                "lost terminals",
+                leader_only=True,
+            ),
+            self._every(s.file_sweep_interval_s, self._sweep_files, "file sweep", leader_only=True),
         ]
         collector = CollectorPolicy(s.gc_freeze_interval_s, s.gc_full_interval_s)
         if collector.enabled:
@@ -151,6 +174,9 @@ class Runtime:
 
     async def _forget_idle_routes(self) -> None:
         self.hub.relay.forget_idle()
+
+    async def _sweep_files(self) -> None:
+        await sweep_files(self)  # backups past retention, abandoned uploads, orphan files
 
     async def prune_history(self) -> int:
         cutoff = utcnow() - timedelta(days=self.settings.metrics_retention_days)

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     gc_full_interval_s: float = Field(default=3600.0, ge=60.0, le=7 * 24 * 3600.0)
     offline_sweep_interval_s: float = 2.0
     metrics_retention_days: int = 14
+    # Files (docs/files.md, "Housekeeping"): how often the leader sweeps backups past each
+    # tenant's days rule, uploads left open and backup directories without a row; and how long
+    # an upload may stay open before it is expired (its partial file on the agent removed).
+    file_sweep_interval_s: float = Field(default=3600.0, gt=0.0, le=7 * 24 * 3600.0)
+    file_upload_expiry_s: float = Field(default=24 * 3600.0, gt=0.0, le=30 * 24 * 3600.0)
 
     command_timeout_s: float = 300.0
     # Expiry, due jobs and schedules, and a catch-up for jobs whose wake-up was lost.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +31,13 @@ from steward.server.db.base import (
 )
 
 MAX_PATH = 4096
+
+
+class UploadStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    ABORTED = "aborted"  # by the operator
+    EXPIRED = "expired"  # left open past `file_upload_expiry_s` (the periodic sweep)
 
 
 class FilePolicy(UUIDPrimaryKey, TenantOwned, Base):
@@ -64,7 +72,7 @@ class FileUpload(UUIDPrimaryKey, CreatedAt, TenantOwned, Base):
     path: Mapped[str] = mapped_column(String(MAX_PATH))
     size: Mapped[int] = mapped_column(BigInteger)
     overwrite: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open|done|aborted
+    status: Mapped[str] = mapped_column(String(16), default=UploadStatus.OPEN)
     created_by: Mapped[str] = mapped_column(String(254), default="")
     sha256: Mapped[str] = mapped_column(String(64), default="")  # when done
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -18,7 +18,7 @@ import shutil
 import stat
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from io import BufferedReader, BufferedWriter
 from pathlib import Path
 from urllib.parse import unquote
@@ -185,6 +185,33 @@ class TenantStore:
         elif target.exists():
             shutil.rmtree(target)
 
+    def remove_empty_dir(self, group_id: uuid.UUID, relative: str) -> bool:
+        """Remove a directory of the group's store if it is empty (never its contents: a
+        file that arrived meanwhile keeps it); False when it stays."""
+        target = self._check(group_id, relative)[0]
+        try:
+            os.rmdir(target)
+        except OSError:
+            return False
+        return True
+
+    def backup_dirs(self) -> Iterator[tuple[uuid.UUID, str, float]]:
+        """Every backup directory in the store, `<group>/backups/<device>/<backup>`, as (group
+        id, path relative to the group, newest modification time in it). Names that are not
+        ids, and links, are skipped (nothing here made them)."""
+        self.check_root()
+        for group in _plain_dirs(self.root):
+            group_id = _uuid(group.name)
+            if group_id is None:
+                continue
+            for device in _plain_dirs(Path(group.path) / "backups"):
+                if _uuid(device.name) is None:
+                    continue
+                for backup in _plain_dirs(Path(device.path)):
+                    if _uuid(backup.name) is not None:
+                        relative = f"backups/{device.name}/{backup.name}"
+                        yield group_id, relative, _newest_mtime(backup.path)
+
     def check_root(self) -> None:
         """Refuse (`unsafe_path`) a tenant directory that is a link, not a directory, or not
         directly inside `tenants_root`. A missing one is fine."""
@@ -199,3 +226,31 @@ class TenantStore:
         self.check_root()
         if self.root.exists():
             shutil.rmtree(self.root)
+
+
+def _plain_dirs(path: Path) -> list[os.DirEntry[str]]:
+    """The directories in `path` (links not followed); none when it is missing."""
+    try:
+        with os.scandir(path) as entries:
+            return [e for e in entries if e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _uuid(name: str) -> uuid.UUID | None:
+    try:
+        value = uuid.UUID(name)
+    except ValueError:
+        return None
+    return value if str(value) == name else None
+
+
+def _newest_mtime(path: str) -> float:
+    """The latest modification time of a directory and everything below it (links are not
+    followed): a backup being written keeps touching its blobs."""
+    newest = os.lstat(path).st_mtime
+    for directory, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(directory, name)).st_mtime)
+    return newest

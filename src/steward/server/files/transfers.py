@@ -23,8 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.protocol import MAX_FILE_CHUNK
 from steward.server.db.base import utcnow
-from steward.server.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from steward.server.files.models import FileUpload
+from steward.server.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    StewardError,
+)
+from steward.server.files.models import FileUpload, UploadStatus
 from steward.server.files.remote import AgentFileError
 from steward.server.files.schemas import UploadPublic
 from steward.server.files.service import DeviceFiles
@@ -161,7 +167,7 @@ async def create_upload(
         path=path,
         size=size,
         overwrite=overwrite,
-        status="open",
+        status=UploadStatus.OPEN,
         created_by=files.actor,
     )
     session.add(row)
@@ -190,14 +196,23 @@ async def _mark(session: AsyncSession, ref: UploadRef, status: str, sha256: str 
         await session.flush()
 
 
+class UploadExpired(StewardError):
+    """The upload stayed open too long and was expired (its partial file removed)."""
+
+    status_code = 410
+    code = "upload_expired"
+
+
 def _open(ref: UploadRef) -> None:
-    if ref.status != "open":
+    if ref.status == UploadStatus.EXPIRED:
+        raise UploadExpired("the upload was left open too long and expired; start a new one")
+    if ref.status != UploadStatus.OPEN:
         raise Conflict(f"the upload is {ref.status}", code=f"upload_{ref.status}")
 
 
 async def upload_status(files: DeviceFiles, ref: UploadRef) -> UploadPublic:
-    received = ref.size if ref.status == "done" else 0
-    if ref.status == "open":
+    received = ref.size if ref.status == UploadStatus.DONE else 0
+    if ref.status == UploadStatus.OPEN:
         received = await files.remote.partial(files.path(ref.path), ref.upload_id)
     return _public(ref, received)
 
@@ -230,12 +245,13 @@ async def finish_upload(
             code="upload_incomplete",
         )
     digest, size = await files.remote.commit(path, ref.upload_id, sha256, overwrite=ref.overwrite)
-    await _mark(session, ref, "done", digest)
-    return UploadPublic(**(_public(ref, size).model_dump() | {"status": "done", "sha256": digest}))
+    await _mark(session, ref, UploadStatus.DONE, digest)
+    done = {"status": UploadStatus.DONE, "sha256": digest}
+    return UploadPublic(**(_public(ref, size).model_dump() | done))
 
 
 async def abort_upload(session: AsyncSession, files: DeviceFiles, ref: UploadRef) -> UploadPublic:
     _open(ref)
     await files.remote.abort(files.path(ref.path), ref.upload_id)
-    await _mark(session, ref, "aborted")
-    return UploadPublic(**(_public(ref, 0).model_dump() | {"status": "aborted"}))
+    await _mark(session, ref, UploadStatus.ABORTED)
+    return UploadPublic(**(_public(ref, 0).model_dump() | {"status": UploadStatus.ABORTED}))

@@ -10,8 +10,8 @@ Browsers are written to by a task per socket with a bounded queue (`Peer`), so t
 browser never holds up the agent's connection: an owner whose browser falls behind has their
 session closed (`slow_client`); a watcher who falls behind is dropped.
 
-Watching is per process: a watcher must reach the replica that holds the session (with one
-server, always). Ending a session works from any replica (over the bus).
+Watchers (`audience.py`) may be on any replica: those on others are reached over the bus
+(`remote.py`). Ending a session works from any replica (over the bus).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from steward.protocol import (
@@ -39,6 +39,7 @@ from steward.protocol import (
 from steward.server.audit.auditor import Auditor
 from steward.server.db.base import utcnow
 from steward.server.errors import StewardError
+from steward.server.terminal.audience import Audience, Watcher
 from steward.server.terminal.models import (
     CloseReason,
     RecordingFailurePolicy,
@@ -70,6 +71,7 @@ CLOSE_CODES: dict[str, int] = {
     CloseReason.AGENT_DISCONNECTED: 4502,
     CloseReason.OPEN_FAILED: 4409,
     CloseReason.SERVER_STOPPED: 1001,
+    CloseReason.SERVER_LOST: 4503,
 }
 
 
@@ -103,14 +105,6 @@ class SessionContext:
     rows: int
 
 
-@dataclass
-class Watcher:
-    peer: Peer
-    auditor: Auditor
-    name: str
-    joined_at: float = field(default_factory=time.monotonic)
-
-
 class LiveTerminal:
     def __init__(
         self,
@@ -127,7 +121,7 @@ class LiveTerminal:
         self._recording_path = recording.relative if recording is not None else ""
         self.recording_failed = recording is None
         self.owner = owner
-        self.watchers: dict[str, Watcher] = {}
+        self.audience = Audience(owner)
         self.started = time.monotonic()
         self.last_input = self.started
         self.opened = asyncio.Event()
@@ -190,10 +184,7 @@ class LiveTerminal:
         frame = {"type": "output", "data": data}
         if not self.owner.push(frame):
             self.request_stop(CloseReason.SLOW_CLIENT)
-        for key, watcher in list(self.watchers.items()):
-            if not watcher.peer.push(frame):
-                watcher.peer.end(4429, "slow_client")
-                self._spawn(self.remove_watcher(key))
+        self.audience.push(frame)
 
     # ---- from the owner's browser ------------------------------------------------------------
 
@@ -217,7 +208,7 @@ class LiveTerminal:
         await self._relay.send(
             self.context.device_id, TerminalResize(session_id=str(self.id), cols=cols, rows=rows)
         )
-        self._push_all({"type": "resize", "cols": cols, "rows": rows}, owner=False)
+        self.audience.push({"type": "resize", "cols": cols, "rows": rows})
 
     # ---- the recording -----------------------------------------------------------------------
 
@@ -254,52 +245,24 @@ class LiveTerminal:
     # ---- watchers ----------------------------------------------------------------------------
 
     def add_watcher(self, watcher: Watcher) -> None:
-        """The output so far, then live output (nothing can interleave: no await here)."""
-        watcher.peer.push(
-            {
-                "type": "opened",
-                "session_id": str(self.id),
-                "shell": self.shell,
-                "cols": self.cols,
-                "rows": self.rows,
-                "owner": self.context.user_email,
-                "read_only": True,
-            }
-        )
-        if self._tail:
-            watcher.peer.push({"type": "output", "data": "".join(self._tail)})
-        self.watchers[watcher.peer.key] = watcher
-        self._announce_watchers()
+        """The output so far, then live output."""
+        opened = {
+            "type": "opened",
+            "session_id": str(self.id),
+            "shell": self.shell,
+            "cols": self.cols,
+            "rows": self.rows,
+            "owner": self.context.user_email,
+            "read_only": True,
+        }
+        tail = [{"type": "output", "data": "".join(self._tail)}] if self._tail else []
+        self.audience.add(watcher, [opened, *tail])
 
-    async def remove_watcher(self, key: str) -> None:
-        watcher = self.watchers.pop(key, None)
-        if watcher is None:
-            return
-        self._announce_watchers()
-        await watcher.auditor(
-            "terminal.unwatch",
-            target=str(self.id),
-            device_id=self.context.device_id,
-            detail={
-                "session_id": str(self.id),
-                "watched_s": round(time.monotonic() - watcher.joined_at, 1),
-            },
-        )
+    def remove_watcher(self, key: str) -> None:
+        self.audience.remove(key)
 
     def watcher_names(self) -> list[str]:
-        return sorted({watcher.name for watcher in self.watchers.values()})
-
-    def _announce_watchers(self) -> None:
-        frame = {"type": "watchers", "watchers": self.watcher_names()}
-        self.owner.push(frame)
-        for watcher in self.watchers.values():
-            watcher.peer.push(frame)
-
-    def _push_all(self, frame: dict[str, Any], *, owner: bool = True) -> None:
-        if owner:
-            self.owner.push(frame)
-        for watcher in self.watchers.values():
-            watcher.peer.push(frame)
+        return self.audience.names()
 
     # ---- the session's life ------------------------------------------------------------------
 
@@ -342,8 +305,10 @@ class LiveTerminal:
                     await asyncio.wait_for(self.exited.wait(), CLOSE_WAIT_S)
         finally:
             self._relay.unlisten(key)
-            self._registry.remove(self)
-            await self._finish()
+            try:
+                await self._finish()
+            finally:  # held until its row says closed (the leader's sweep looks for the rest)
+                self._registry.remove(self)
 
     async def _clock(self) -> None:
         policy = self.context.policy
@@ -427,10 +392,7 @@ class LiveTerminal:
         code = CLOSE_CODES.get(self.reason, 1000)
         self.owner.push(message)
         self.owner.end(code, self.reason)
-        for key, watcher in list(self.watchers.items()):
-            watcher.peer.push(message)
-            watcher.peer.end(code, self.reason)
-            await self.remove_watcher(key)
+        self.audience.end(message, code, self.reason)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 

@@ -41,6 +41,7 @@ class CloseReason(StrEnum):
     AGENT_DISCONNECTED = "agent_disconnected"
     OPEN_FAILED = "open_failed"
     SERVER_STOPPED = "server_stopped"
+    SERVER_LOST = "server_lost"  # the replica holding it stopped without closing it
 
 
 class RecordingFailurePolicy(StrEnum):

@@ -22,10 +22,11 @@ class Peer:
         send_text: Callable[[str], Awaitable[None]],
         close: Callable[[int, str], Awaitable[None]],
         *,
+        key: str = "",
         max_frames: int = PEER_QUEUE_FRAMES,
     ) -> None:
         self.name = name
-        self.key = uuid.uuid4().hex
+        self.key = key or uuid.uuid4().hex
         self._send_text = send_text
         self._close = close
         self._queue: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue(max_frames)
@@ -34,10 +35,14 @@ class Peer:
 
     def push(self, frame: dict[str, Any]) -> bool:
         """Queue a frame; False (and nothing queued) when the browser is too far behind."""
+        return self.push_text(json.dumps(frame))
+
+    def push_text(self, text: str) -> bool:
+        """`push` for a frame already in JSON."""
         if self.closing:
             return True
         try:
-            self._queue.put_nowait(json.dumps(frame))
+            self._queue.put_nowait(text)
         except asyncio.QueueFull:
             return False
         return True

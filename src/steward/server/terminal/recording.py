@@ -196,6 +196,20 @@ def open_recording(data_dir: Path, row: TerminalSession) -> BufferedReader:
         raise NotFound("the recording is missing", code="no_recording") from None
 
 
+def stored_digest(data_dir: Path, row: TerminalSession) -> tuple[int, str]:
+    """The size and SHA-256 of a session's recording as stored; (0, "") when there is none
+    (blocking: run it on a thread)."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open_recording(data_dir, row) as file:
+            while chunk := file.read(1024 * 1024):
+                digest.update(chunk)
+                size += len(chunk)
+    except (NotFound, OSError):
+        return 0, ""
+    return size, digest.hexdigest()
+
+
 def search_recording(data_dir: Path, row: TerminalSession, query: str) -> tuple[list[Match], bool]:
     """`search` on a session's recording (blocking: run it on a thread)."""
     group_id, relative = _located(row)

@@ -1,4 +1,5 @@
-"""The live terminal sessions of this process, and ending them from any replica (bus)."""
+"""The live terminal sessions of this process, ending them from any replica (bus), and
+watching them from any replica (`remote.py`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from steward.server.bus import Bus
 from steward.server.db.tenant_filter import bind_tenant
+from steward.server.terminal.holdings import SessionHoldings
 from steward.server.terminal.models import CloseReason, SessionStatus, TerminalSession
+from steward.server.terminal.remote import RemoteWatching
 
 if TYPE_CHECKING:
     from steward.server.terminal.live import LiveTerminal, Relay, SessionContext
@@ -27,10 +30,14 @@ class TerminalRegistry:
         sessions: async_sessionmaker[AsyncSession],
         bus: Bus,
         relay: Relay,
+        replica_id: str,
+        holdings: SessionHoldings | None = None,
     ) -> None:
         self._sessions = sessions  # bound to each session's tenant when used
         self._bus = bus
         self.relay = relay
+        self.holdings = holdings or SessionHoldings()  # what the leader's sweep knows of
+        self.remote = RemoteWatching(bus, replica_id, self.get)
         self.sessions: dict[uuid.UUID, LiveTerminal] = {}
         # Tests shorten the policy's timeouts with this factor.
         self.time_scale = 1.0
@@ -39,10 +46,12 @@ class TerminalRegistry:
 
     def add(self, live: LiveTerminal) -> None:
         self.sessions[live.id] = live
+        self.holdings.held(live.id)
 
     def remove(self, live: LiveTerminal) -> None:
         if self.sessions.get(live.id) is live:
             del self.sessions[live.id]
+            self.holdings.released(live.id)
         if not self.sessions:
             self._empty.set()
 
@@ -110,3 +119,4 @@ class TerminalRegistry:
             self._empty.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._empty.wait(), timeout_s)
+        await self.remote.aclose()

@@ -7,30 +7,48 @@
   session on a device in the user's scope); others see their own sessions only (and are refused
   anyone else's with 403).
 - Ending anyone's session: `tenant.manage`.
+- Sessions no live replica holds any more (it crashed) are closed by the leader's sweep
+  (`close_lost_sessions`), with their recording's SHA-256 audited as for any close.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from steward.server.accounts.permissions import Permission as P
 from steward.server.accounts.policy import StepUp, security_settings
 from steward.server.accounts.principal import Principal, authorize, reaches
 from steward.server.accounts.principal import utcnow as clock
+from steward.server.audit.service import record
 from steward.server.db.base import utcnow
 from steward.server.devices.access import device_for, visible_devices
 from steward.server.devices.models import Device
 from steward.server.errors import Conflict, NotFound, PermissionDenied
-from steward.server.terminal.models import SessionStatus, TerminalSession
-from steward.server.terminal.recording import recording_path
+from steward.server.terminal.holdings import SessionHoldings
+from steward.server.terminal.models import (
+    CloseReason,
+    SessionStatus,
+    TerminalPolicy,
+    TerminalSession,
+)
+from steward.server.terminal.recording import recording_path, stored_digest
 from steward.server.terminal.schemas import TerminalPolicyPublic
+
+log = logging.getLogger(__name__)
+
+LOST_GRACE_S = 60.0  # a session no replica holds is lost once it is older than this
+LOST_MARGIN_S = 600.0  # while that cannot be known: once older than its maximum and this
+LIVE = (SessionStatus.OPENING, SessionStatus.OPEN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,3 +223,95 @@ async def device_terminal_allowed(
 ) -> Device:
     """The device, if the principal may open a terminal on it (for the page)."""
     return await device_for(session, principal, P.TERMINAL_OPEN, device_id)
+
+
+async def close_lost_sessions(
+    system_sessions: async_sessionmaker[AsyncSession],
+    holdings: SessionHoldings,
+    data_dir: Path,
+    *,
+    grace_s: float = LOST_GRACE_S,
+    margin_s: float = LOST_MARGIN_S,
+) -> int:
+    """Close the sessions no live replica holds (the leader's sweep): `closed` with reason
+    `server_lost` (`failed` if they never opened), the recording's size and SHA-256 taken from
+    the stored file, `terminal.close` audited with them. While the replicas' holdings cannot be
+    read (Redis down), only sessions older than their tenant's maximum duration are closed."""
+    held = await holdings.all_held()
+    now = utcnow()
+    async with system_sessions() as session:
+        rows = (
+            await session.scalars(
+                select(TerminalSession).where(
+                    TerminalSession.status.in_(LIVE),
+                    TerminalSession.started_at < now - timedelta(seconds=grace_s),
+                )
+            )
+        ).all()
+        tenants = {row.tenant_id for row in rows}
+        policies = await session.execute(
+            select(TerminalPolicy.tenant_id, TerminalPolicy.max_duration_s).where(
+                TerminalPolicy.tenant_id.in_(tenants)
+            )
+        )
+        maxima = {tenant_id: max_s for tenant_id, max_s in policies}
+    default_max = TerminalPolicyPublic().max_duration_s
+    closed = 0
+    for row in rows:
+        max_s = maxima.get(row.tenant_id, default_max) + margin_s
+        too_old = row.started_at < now - timedelta(seconds=max_s)
+        if (held is None or row.id in held) and not too_old:
+            continue
+        if await _close_lost(system_sessions, row, data_dir):
+            closed += 1
+    return closed
+
+
+async def _close_lost(
+    system_sessions: async_sessionmaker[AsyncSession], row: TerminalSession, data_dir: Path
+) -> bool:
+    size, digest = await asyncio.to_thread(stored_digest, data_dir, row)
+    opened = row.status == SessionStatus.OPEN
+    ended = utcnow()
+    error = "the server holding this session stopped"
+    async with system_sessions() as session:
+        result = await session.execute(
+            update(TerminalSession)
+            .where(TerminalSession.id == row.id, TerminalSession.status.in_(LIVE))
+            .values(
+                status=SessionStatus.CLOSED if opened else SessionStatus.FAILED,
+                close_reason=CloseReason.SERVER_LOST,
+                error=error,
+                ended_at=ended,
+                recording_bytes=size,
+                recording_sha256=digest,
+            )
+        )
+        await session.commit()
+    if getattr(result, "rowcount", 0) != 1:
+        return False  # its replica closed it meanwhile
+    log.warning("terminal %s: closed, no replica holds it any more", row.id)
+    await record(
+        system_sessions,
+        tenant_id=row.tenant_id,
+        actor="system",
+        actor_name="terminal sweep",
+        action="terminal.close" if opened else "terminal.open_failed",
+        result="success" if opened else "failure",
+        target=str(row.id),
+        device_id=row.device_id,
+        detail={
+            "session_id": str(row.id),
+            "reason": CloseReason.SERVER_LOST,
+            "duration_s": round((ended - row.started_at).total_seconds(), 3),
+            "exit_code": None,
+            "sha256": digest,
+            "size": size,
+            "recording": row.recording_path if size else "",
+            "recording_failed": row.recording_failed,
+            "input_recorded": row.input_recorded,
+            "error": error,
+            "user": row.user_email,
+        },
+    )
+    return True

@@ -1,7 +1,8 @@
-"""The browsers' terminal WebSockets.
+"""The browsers' terminal WebSockets, and what they share.
 
 - `/api/v1/devices/{device_id}/terminal?cols=&rows=`: open a shell on the device and drive it.
-- `/api/v1/terminal/sessions/{terminal_session_id}/watch`: follow a running session, read-only.
+- `/api/v1/terminal/sessions/{terminal_session_id}/watch`: follow a running session, read-only,
+  from any replica (`watching.py`).
 
 Both take a bearer token (`Authorization`) or the console's session cookie; with the cookie the
 `Origin` must be the host itself (a page of another site cannot borrow the cookie). Every
@@ -48,8 +49,8 @@ from steward.server.runtime import Runtime
 from steward.server.tenancy.hosts import HostContext
 from steward.server.tenancy.models import Tenant
 from steward.server.terminal import service
-from steward.server.terminal.live import LiveTerminal, SessionContext, Watcher
-from steward.server.terminal.models import CloseReason, RecordingFailurePolicy, SessionStatus
+from steward.server.terminal.live import LiveTerminal, SessionContext
+from steward.server.terminal.models import CloseReason, RecordingFailurePolicy
 from steward.server.terminal.peer import Peer
 from steward.server.terminal.policy import get_policy
 from steward.server.terminal.recording import Recording, RecordingFailed
@@ -103,7 +104,7 @@ def _close_code(error: StewardError) -> int:
     return 4500
 
 
-async def _refuse(websocket: WebSocket, error: StewardError) -> None:
+async def refuse(websocket: WebSocket, error: StewardError) -> None:
     with contextlib.suppress(Exception):
         await websocket.send_text(
             json.dumps({"type": "error", "code": error.code, "message": error.message})
@@ -111,7 +112,7 @@ async def _refuse(websocket: WebSocket, error: StewardError) -> None:
         await websocket.close(_close_code(error), error.code[:120])
 
 
-def _origin(websocket: WebSocket) -> Origin:
+def origin_of(websocket: WebSocket) -> Origin:
     address = websocket.client.host if websocket.client else "unknown"
     return Origin(address, websocket.headers.get("user-agent", "")[:300])
 
@@ -130,7 +131,7 @@ def _check_origin(websocket: WebSocket) -> None:
         )
 
 
-async def _authenticate(
+async def authenticate(
     websocket: WebSocket, runtime: Runtime, session: AsyncSession
 ) -> tuple[Principal, Tenant]:
     request = _as_request(websocket)
@@ -144,13 +145,13 @@ async def _authenticate(
     return await principal_from_token(request, runtime, session, token)
 
 
-async def _audit_anonymous(
+async def audit_anonymous(
     websocket: WebSocket, runtime: Runtime, action: str, error: StewardError, target: str
 ) -> None:
     host = websocket.scope.get("state", {}).get("host")
     if not isinstance(host, HostContext) or host.tenant is None:
         return
-    origin = _origin(websocket)
+    origin = origin_of(websocket)
     await record(
         runtime.system_sessions,
         tenant_id=host.tenant.id,
@@ -165,7 +166,7 @@ async def _audit_anonymous(
     )
 
 
-async def _release(session: AsyncSession) -> None:
+async def release(session: AsyncSession) -> None:
     """End the transaction before auditing: the audit log needs a connection of its own, and
     SQLite's pool has one."""
     session.expunge_all()
@@ -183,7 +184,7 @@ def _size(websocket: WebSocket) -> tuple[int, int]:
     return cols, rows
 
 
-def _registry(websocket: WebSocket) -> TerminalRegistry:
+def registry_of(websocket: WebSocket) -> TerminalRegistry:
     registry: TerminalRegistry = websocket.app.state.terminals
     return registry
 
@@ -191,22 +192,22 @@ def _registry(websocket: WebSocket) -> TerminalRegistry:
 @router.websocket("/devices/{device_id}/terminal")
 async def terminal_socket(websocket: WebSocket, device_id: uuid.UUID) -> None:
     runtime: Runtime = websocket.app.state.runtime
-    registry = _registry(websocket)
+    registry = registry_of(websocket)
     target = f"device:{device_id}"
     await websocket.accept()
     async with runtime.sessions() as session:
         try:
-            principal, tenant = await _authenticate(websocket, runtime, session)
+            principal, tenant = await authenticate(websocket, runtime, session)
         except StewardError as exc:
-            await _audit_anonymous(websocket, runtime, "terminal.open", exc, target)
-            await _refuse(websocket, exc)
+            await audit_anonymous(websocket, runtime, "terminal.open", exc, target)
+            await refuse(websocket, exc)
             return
         auditor = Auditor(
             runtime.system_sessions,
             principal.tenant_id,
             principal.actor,
             principal.actor_name,
-            _origin(websocket),
+            origin_of(websocket),
         )
         try:
             cols, rows = _size(websocket)
@@ -217,7 +218,7 @@ async def terminal_socket(websocket: WebSocket, device_id: uuid.UUID) -> None:
             row = await service.create_session(session, principal, opening, cols=cols, rows=rows)
             await session.commit()
         except StewardError as exc:
-            await _release(session)
+            await release(session)
             await auditor(
                 "terminal.open",
                 "blocked",
@@ -225,7 +226,7 @@ async def terminal_socket(websocket: WebSocket, device_id: uuid.UUID) -> None:
                 risk="medium",
                 detail={"reason": exc.code},
             )
-            await _refuse(websocket, exc)
+            await refuse(websocket, exc)
             return
     device = opening.device
     context = SessionContext(
@@ -295,7 +296,7 @@ async def _start_recording(
     return recording
 
 
-def _parse(text: str) -> dict[str, Any] | None:
+def parse_frame(text: str) -> dict[str, Any] | None:
     try:
         frame = json.loads(text)
     except ValueError:
@@ -327,7 +328,7 @@ async def _read_owner(websocket: WebSocket, live: LiveTerminal) -> None:
         if size > MAX_BROWSER_FRAME or not budget.spend(size):
             live.request_stop(CloseReason.FLOOD, owner)
             return
-        frame = _parse(text)
+        frame = parse_frame(text)
         kind = frame.get("type") if frame else None
         error = ""
         if frame is None:
@@ -353,13 +354,13 @@ async def _read_owner(websocket: WebSocket, live: LiveTerminal) -> None:
             bad = 0
             continue
         bad += 1
-        live.owner.push({"type": "error", "code": error, "message": _ERRORS[error]})
+        live.owner.push({"type": "error", "code": error, "message": FRAME_ERRORS[error]})
         if bad > MAX_BAD_FRAMES:
             live.request_stop(CloseReason.FLOOD, owner)
             return
 
 
-_ERRORS = {
+FRAME_ERRORS = {
     "invalid_frame": "frames are JSON objects",
     "invalid_input": "input needs non-empty text in `data`",
     "invalid_resize": (
@@ -368,85 +369,3 @@ _ERRORS = {
     "unknown_type": "unknown frame type",
     "read_only": "watchers cannot type into the session",
 }
-
-
-@router.websocket("/terminal/sessions/{terminal_session_id}/watch")
-async def watch_socket(websocket: WebSocket, terminal_session_id: uuid.UUID) -> None:
-    runtime: Runtime = websocket.app.state.runtime
-    registry = _registry(websocket)
-    target = f"terminal:{terminal_session_id}"
-    await websocket.accept()
-    async with runtime.sessions() as session:
-        try:
-            principal, _tenant = await _authenticate(websocket, runtime, session)
-        except StewardError as exc:
-            await _audit_anonymous(websocket, runtime, "terminal.watch", exc, target)
-            await _refuse(websocket, exc)
-            return
-        auditor = Auditor(
-            runtime.system_sessions,
-            principal.tenant_id,
-            principal.actor,
-            principal.actor_name,
-            _origin(websocket),
-        )
-        try:
-            row, device = await service.check_watch(session, principal, terminal_session_id)
-            live = registry.get(terminal_session_id)
-            if live is None or row.status not in (SessionStatus.OPENING, SessionStatus.OPEN):
-                raise NotFound(
-                    "this session has ended or runs on another server", code="session_not_here"
-                )
-        except StewardError as exc:
-            await _release(session)
-            await auditor(
-                "terminal.watch", "blocked", target=target, risk="medium",
-                detail={"reason": exc.code},
-            )  # fmt: skip
-            await _refuse(websocket, exc)
-            return
-    await auditor(
-        "terminal.watch",
-        target=str(terminal_session_id),
-        device_id=device.id,
-        detail={"session_id": str(terminal_session_id), "owner": row.user_email},
-    )
-    peer = Peer(principal.email, websocket.send_text, websocket.close)
-    live.add_watcher(Watcher(peer, auditor, principal.email))
-    try:
-        await _read_watcher(websocket, live, peer, auditor)
-    finally:
-        await live.remove_watcher(peer.key)
-        peer.end(1000, "left")
-        await peer.wait_closed()
-
-
-async def _read_watcher(
-    websocket: WebSocket, live: LiveTerminal, peer: Peer, auditor: Auditor
-) -> None:
-    budget = FrameBudget(frames_per_s=20, burst_frames=60)
-    refused = 0
-    while not peer.closing:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        text = message.get("text") or ""
-        size = len(text) or len(message.get("bytes") or b"")
-        if size > MAX_BROWSER_FRAME or not budget.spend(size):
-            peer.end(4429, "flood")
-            return
-        frame = _parse(text)
-        if frame is not None and frame.get("type") in ("ping", None):
-            continue
-        if frame is not None and frame.get("type") == "close":
-            return
-        refused += 1
-        peer.push({"type": "error", "code": "read_only", "message": _ERRORS["read_only"]})
-        if refused == 1:
-            await auditor(
-                "terminal.watch_input",
-                "blocked",
-                target=str(live.id),
-                device_id=live.context.device_id,
-                detail={"session_id": str(live.id)},
-            )

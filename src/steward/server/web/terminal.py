@@ -62,6 +62,7 @@ def _labels(page: Page) -> dict[str, str]:
         "agent_disconnected": _("The agent disconnected."),
         "open_failed": _("The terminal could not be opened."),
         "server_stopped": _("The server is restarting."),
+        "server_lost": _("The server holding this session stopped."),
         "forbidden": _("Your role does not allow this."),
         "outside_time_window": _("This is outside the hours you may act in."),
         "step_up_required": _("Confirm with a fresh two-factor code first."),
