@@ -14,6 +14,7 @@ import pytest
 
 from tests.e2e.conftest import Installation
 from tests.support import wait_for
+from tests.terminal.support import use_plain_shell
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-password-123"
@@ -44,6 +45,7 @@ def _enrolled_agent(installation: Installation, tenant: str, email: str, tmp: Pa
     assert enrolled.returncode == 0, enrolled.stderr
     installation.start_agent(tmp, **machine)
     with installation.api(tenant, email, PASSWORD) as api:
+        use_plain_shell(api, tmp.parent)
 
         def online() -> str | None:
             devices: list[dict[str, Any]] = api.get("/api/v1/devices").json()

@@ -178,6 +178,25 @@ class World:
         return found
 
 
+def plain_shell(directory: Path) -> str:
+    """A shell for the tests' terminals that reads no start-up files: this machine's login
+    files are not the tests' business (one of them ran `pyenv rehash`, whose lock, left behind
+    by a shell killed mid-start, made every later login shell hang)."""
+    path = directory / "plain-shell"
+    path.write_text("#!/bin/sh\nexec bash --norc --noprofile -i\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def use_plain_shell(api: httpx.Client, directory: Path) -> None:
+    """Make the tenant's terminals start `plain_shell` (through the policy API)."""
+    current = api.get("/api/v1/tenant/terminal-policy").json()
+    changed = api.put(
+        "/api/v1/tenant/terminal-policy", json=current | {"shell": plain_shell(directory)}
+    )
+    assert changed.status_code == 200, changed.text
+
+
 def start_world(server: LiveServer, seeder: Seeder, base: Path) -> World:
     """A fresh tenant and one enrolled agent process, online."""
     tenant = seeder.tenant()
@@ -196,6 +215,7 @@ def start_world(server: LiveServer, seeder: Seeder, base: Path) -> World:
     )  # fmt: skip
     log.close()
     with login(server, tenant) as api:
+        use_plain_shell(api, base)
 
         def online() -> str | None:
             for device in api.get("/api/v1/devices").json():
