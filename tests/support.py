@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -366,3 +368,33 @@ async def wait_for_async(predicate: Any, timeout: float = 10.0, interval: float 
 
 def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, **kwargs)
+
+
+def start_agent_process(
+    server_url: str, pin: str, base: Path, machine_id: str
+) -> subprocess.Popen[bytes]:
+    """Enroll a real `steward-agent` by PIN (state in `base/state`) and start it, its output in
+    `base/agent.log`."""
+    agent = str(Path(sys.executable).parent / "steward-agent")
+    env = os.environ | {"STEWARD_AGENT_MACHINE_ID": machine_id}
+    state = base / "state"
+    enrolled = subprocess.run(
+        [agent, "enroll", "--server", server_url, "--pin", pin, "--state-dir", str(state)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert enrolled.returncode == 0, enrolled.stderr
+    with open(base / "agent.log", "wb") as log:
+        return subprocess.Popen(
+            [agent, "run", "--state-dir", str(state)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it does not stop within 15 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

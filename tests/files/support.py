@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,11 +12,16 @@ from typing import Any
 
 import httpx
 
-from tests.support import LiveServer, SeededTenant, Seeder, login, run_async, wait_for
-
-
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
+from tests.support import (
+    LiveServer,
+    SeededTenant,
+    Seeder,
+    login,
+    run_async,
+    start_agent_process,
+    stop_process,
+    wait_for,
+)
 
 
 @dataclass
@@ -37,33 +39,12 @@ def start_agent(server: LiveServer, seeder: Seeder, tenant: SeededTenant, base: 
     """Enroll an agent process by PIN and start it; its device is online when this returns."""
     (base / "root").mkdir(parents=True)
     (base / "outside.txt").write_text("outside")
-    env = os.environ | {"STEWARD_AGENT_MACHINE_ID": f"files-{uuid.uuid4().hex}"}
-    state = base / "state"
-    enrolled = subprocess.run(
-        [_bin("steward-agent"), "enroll", "--server", server.url, "--pin", seeder.pin(tenant),
-         "--state-dir", str(state)],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert enrolled.returncode == 0, enrolled.stderr
-    log = open(base / "agent.log", "wb")  # noqa: SIM115  (closed with the process)
-    process = subprocess.Popen(
-        [_bin("steward-agent"), "run", "--state-dir", str(state)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
+    process = start_agent_process(server.url, seeder.pin(tenant), base, f"files-{uuid.uuid4().hex}")
     return Agent("", base, process)  # the device id: see `build_world`
 
 
 def stop(agent: Agent) -> None:
-    if agent.process.poll() is None:
-        agent.process.send_signal(signal.SIGTERM)
-        try:
-            agent.process.wait(15)
-        except subprocess.TimeoutExpired:
-            agent.process.kill()
-            agent.process.wait(5)
+    stop_process(agent.process)
 
 
 @dataclass

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +14,16 @@ import httpx
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.support import LiveServer, SeededTenant, Seeder, login, tenant_client, wait_for
-
-
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
+from tests.support import (
+    LiveServer,
+    SeededTenant,
+    Seeder,
+    login,
+    start_agent_process,
+    stop_process,
+    tenant_client,
+    wait_for,
+)
 
 
 @dataclass
@@ -200,20 +202,9 @@ def use_plain_shell(api: httpx.Client, directory: Path) -> None:
 def start_world(server: LiveServer, seeder: Seeder, base: Path) -> World:
     """A fresh tenant and one enrolled agent process, online."""
     tenant = seeder.tenant()
-    env = os.environ | {"STEWARD_AGENT_MACHINE_ID": f"terminal-{uuid.uuid4().hex}"}
-    state = base / "state"
-    enrolled = subprocess.run(
-        [_bin("steward-agent"), "enroll", "--server", server.url, "--pin", seeder.pin(tenant),
-         "--state-dir", str(state)],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert enrolled.returncode == 0, enrolled.stderr
-    log = open(base / "agent.log", "wb")  # noqa: SIM115  (closed with the process)
-    process = subprocess.Popen(
-        [_bin("steward-agent"), "run", "--state-dir", str(state)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    log.close()
+    process = start_agent_process(
+        server.url, seeder.pin(tenant), base, f"terminal-{uuid.uuid4().hex}"
+    )
     with login(server, tenant) as api:
         use_plain_shell(api, base)
 
@@ -228,13 +219,7 @@ def start_world(server: LiveServer, seeder: Seeder, base: Path) -> World:
 
 
 def stop_world(world: World) -> None:
-    if world.agent.poll() is None:
-        world.agent.send_signal(signal.SIGTERM)
-        try:
-            world.agent.wait(15)
-        except subprocess.TimeoutExpired:
-            world.agent.kill()
-            world.agent.wait(5)
+    stop_process(world.agent)
 
 
 def offline_session(base_url: str, host: str, authorization: str, device_id: str) -> str:

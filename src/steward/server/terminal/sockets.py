@@ -145,6 +145,27 @@ async def authenticate(
     return await principal_from_token(request, runtime, session, token)
 
 
+async def sign_in(
+    websocket: WebSocket, runtime: Runtime, session: AsyncSession, action: str, target: str
+) -> tuple[Principal, Tenant, Auditor] | None:
+    """Who is on this socket, with an auditor speaking for them; None when refused (audited
+    as `action` and the socket closed)."""
+    try:
+        principal, tenant = await authenticate(websocket, runtime, session)
+    except StewardError as exc:
+        await audit_anonymous(websocket, runtime, action, exc, target)
+        await refuse(websocket, exc)
+        return None
+    auditor = Auditor(
+        runtime.system_sessions,
+        principal.tenant_id,
+        principal.actor,
+        principal.actor_name,
+        origin_of(websocket),
+    )
+    return principal, tenant, auditor
+
+
 async def audit_anonymous(
     websocket: WebSocket, runtime: Runtime, action: str, error: StewardError, target: str
 ) -> None:
@@ -196,19 +217,10 @@ async def terminal_socket(websocket: WebSocket, device_id: uuid.UUID) -> None:
     target = f"device:{device_id}"
     await websocket.accept()
     async with runtime.sessions() as session:
-        try:
-            principal, tenant = await authenticate(websocket, runtime, session)
-        except StewardError as exc:
-            await audit_anonymous(websocket, runtime, "terminal.open", exc, target)
-            await refuse(websocket, exc)
+        signed_in = await sign_in(websocket, runtime, session, "terminal.open", target)
+        if signed_in is None:
             return
-        auditor = Auditor(
-            runtime.system_sessions,
-            principal.tenant_id,
-            principal.actor,
-            principal.actor_name,
-            origin_of(websocket),
-        )
+        principal, tenant, auditor = signed_in
         try:
             cols, rows = _size(websocket)
             policy = await get_policy(session)

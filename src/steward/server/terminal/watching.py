@@ -29,13 +29,11 @@ from steward.server.terminal.sockets import (
     FRAME_ERRORS,
     MAX_BROWSER_FRAME,
     FrameBudget,
-    audit_anonymous,
-    authenticate,
-    origin_of,
     parse_frame,
     refuse,
     registry_of,
     release,
+    sign_in,
 )
 
 router = APIRouter(prefix="/api/v1")
@@ -52,19 +50,10 @@ async def watch_socket(websocket: WebSocket, terminal_session_id: uuid.UUID) -> 
     target = f"terminal:{terminal_session_id}"
     await websocket.accept()
     async with runtime.sessions() as session:
-        try:
-            principal, _tenant = await authenticate(websocket, runtime, session)
-        except StewardError as exc:
-            await audit_anonymous(websocket, runtime, "terminal.watch", exc, target)
-            await refuse(websocket, exc)
+        signed_in = await sign_in(websocket, runtime, session, "terminal.watch", target)
+        if signed_in is None:
             return
-        auditor = Auditor(
-            runtime.system_sessions,
-            principal.tenant_id,
-            principal.actor,
-            principal.actor_name,
-            origin_of(websocket),
-        )
+        principal, _tenant, auditor = signed_in
         try:
             row, device = await service.check_watch(session, principal, terminal_session_id)
             live = registry.get(terminal_session_id)
