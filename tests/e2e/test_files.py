@@ -179,4 +179,7 @@ def test_large_transfers_stay_bounded_and_resume(
     assert received == size
     assert hashlib.sha256(copy.read_bytes()).hexdigest() == expected
     growth = peak - before
+    print(
+        f"\n{LARGE_MIB} MiB up and down, resumed: server RSS grew {growth / 2**20:.1f} MiB at peak"
+    )
     assert growth < size // 4, f"the server grew by {growth >> 20} MiB for a {LARGE_MIB} MiB file"

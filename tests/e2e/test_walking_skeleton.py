@@ -132,8 +132,8 @@ def test_enroll_run_command_and_go_offline(
 
 
 def test_console_pages_open_in_chromium(installation: Installation, browser: Any) -> None:
-    """Every console page renders in a real browser, in English and Korean, and a group made
-    in the page shows up in the device page's move list."""
+    """Every console page renders in a real browser, in English and Korean, a group made in
+    the page shows up in the device page's move list, and a file setting is saved."""
     tenant, email = _tenant_with_admin(installation, "pages")
     page = browser.new_page()
     errors: list[str] = []
@@ -146,6 +146,8 @@ def test_console_pages_open_in_chromium(installation: Installation, browser: Any
         ("/settings/organisation", "Organisation"),
         ("/audit", "Audit log"),
         ("/approvals", "Approvals"),
+        ("/settings/terminal", "Terminal settings"),
+        ("/settings/files", "File settings"),
     ]:
         response = page.goto(f"{installation.tenant_url(tenant)}{path}")
         assert response is not None and response.status == 200, path
@@ -159,5 +161,11 @@ def test_console_pages_open_in_chromium(installation: Installation, browser: Any
     assert "그룹" in page.locator("h1").first.inner_text()
     page.goto(f"{installation.tenant_url(tenant)}/settings/organisation")
     assert "조직" in page.locator("h1").first.inner_text()
+    page.goto(f"{installation.tenant_url(tenant)}/settings/files?lang=en")
+    page.fill("#backup_keep_versions", "7")
+    page.click("form[action='/settings/files'] button[type=submit]")
+    page.wait_for_url("**/settings/files?saved=1")
+    assert page.locator("[data-saved]").count() == 1
+    assert page.input_value("#backup_keep_versions") == "7"
     assert errors == []
     page.close()

@@ -75,3 +75,14 @@ CASES += [
           modifies=True),
     _page("POST", CONSOLE + "/text/revert", SCRIPT_BODY, body={"path": "/tmp/b"}, modifies=True),
 ]  # fmt: skip
+
+# The console's settings page: the policy it shows and saves is A's own.
+SETTINGS_FORM = {
+    "linux_roots": "/home", "windows_roots": "", "max_upload_mib": "1", "max_editor_mib": "1",
+    "max_backup_mib": "1", "backup_keep_versions": "3", "backup_keep_days": "0",
+}  # fmt: skip
+CASES += [
+    page("GET", "/settings/files", 200, manage=True),
+    page("POST", "/settings/files", 303, body=SETTINGS_FORM, manage=True, modifies=True,
+         variant="only A's own policy"),
+]  # fmt: skip

@@ -8,6 +8,12 @@ from tests.isolation.cases import Case, api, exempt, page
 SESSION = "/api/v1/terminal/sessions/{terminal_session_id}"
 PAGE = "/terminal/sessions/{terminal_session_id}"
 SOCKETS = "tests/terminal/test_sockets.py"
+# The console's settings page, sent the defaults.
+SETTINGS_FORM = {
+    "idle_timeout_min": "15",
+    "max_duration_min": "240",
+    "recording_failure_policy": "strict",
+}
 
 CASES: list[Case] = [
     api("GET", "/api/v1/terminal/sessions", 200, variant="all"),
@@ -20,6 +26,9 @@ CASES: list[Case] = [
     api("GET", "/api/v1/tenant/terminal-policy", 200, manage=True),
     api("PUT", "/api/v1/tenant/terminal-policy", 200, body={}, manage=True, modifies=True,
         variant="only A's own policy"),
+    page("GET", "/settings/terminal", 200, manage=True),
+    page("POST", "/settings/terminal", 303, body=SETTINGS_FORM, manage=True, modifies=True,
+         variant="only A's own policy"),
     page("GET", "/devices/{device_id}/terminal", 404, manage=True),
     page("GET", "/terminal/sessions", 200, variant="all"),
     page("GET", "/terminal/sessions", 200, query="?device={device_id}", variant="B's device"),

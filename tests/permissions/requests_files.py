@@ -103,5 +103,17 @@ REQUESTS.update(
             {"sha256": "0" * 64}, fresh=("upload_id",)
         ),
         ("DELETE", CONSOLE + "/uploads/{upload_id}"): Request(fresh=("upload_id",)),
+        # the console's settings page, as the API's request above (/tmp stays a root)
+        ("POST", "/settings/files"): Request(
+            {
+                "linux_roots": "/home\n/tmp",
+                "windows_roots": "",
+                "max_upload_mib": "1",
+                "max_editor_mib": "1",
+                "max_backup_mib": "1",
+                "backup_keep_versions": "3",
+                "backup_keep_days": "0",
+            }
+        ),
     }
 )

@@ -33,6 +33,9 @@ REQUESTS: dict[Key, Request] = {
     # an ended session: 409 for those who may terminate, 403 for the others
     ("POST", "/api/v1/terminal/sessions/{terminal_session_id}/terminate"): _on_session(),
     ("PUT", "/api/v1/tenant/terminal-policy"): Request({}),  # the defaults
+    ("POST", "/settings/terminal"): Request(  # the defaults, from the console's settings page
+        {"idle_timeout_min": "15", "max_duration_min": "240", "recording_failure_policy": "strict"}
+    ),
     ("GET", "/terminal/sessions/{terminal_session_id}"): _on_session(),
     ("GET", "/terminal/sessions/{terminal_session_id}/recording.cast"): _on_session(),
     ("GET", "/terminal/sessions/{terminal_session_id}/watch"): _on_session(),

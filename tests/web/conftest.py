@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -103,3 +104,21 @@ async def viewer(client: httpx.AsyncClient, world: World) -> httpx.AsyncClient:
     response = await login(client, "viewer@acme.test")
     assert response.status_code == 303, response.text
     return client
+
+
+@pytest.fixture
+async def browser(app: FastAPI) -> AsyncIterator[Any]:
+    """`await browser(email)`: a new client signed in as that user (its own cookies)."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def open_as(email: str) -> httpx.AsyncClient:
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://acme.localhost"
+        )
+        clients.append(http)
+        assert (await login(http, email)).status_code == 303
+        return http
+
+    yield open_as
+    for http in clients:
+        await http.aclose()

@@ -152,3 +152,10 @@ async def login(http: httpx.AsyncClient, email: str, *, password: str = PASSWORD
 def htmx(token: str, **headers: str) -> dict[str, str]:
     """Headers htmx sends (the CSRF token comes from `hx-headers` on <body>)."""
     return {"HX-Request": "true", "X-CSRF-Token": token, **headers}
+
+
+async def bearer(http: httpx.AsyncClient, email: str) -> dict[str, str]:
+    """Headers for the operator API as `email` (signed in through `/api/v1/auth/login`)."""
+    response = await http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}

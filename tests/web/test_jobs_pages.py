@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select, update
 
 from steward.protocol import CommandStatus
@@ -22,27 +20,9 @@ from steward.server.audit.models import AuditEvent
 from steward.server.commands.models import Command
 from steward.server.jobs.models import DeviceTag, Job, Schedule
 from steward.server.runtime import Runtime
-from tests.web.support import World, csrf_token, htmx, login, make_user
+from tests.web.support import World, csrf_token, htmx, make_user
 
 ENGINEER = "engineer@acme.test"
-
-
-@pytest.fixture
-async def browser(app: FastAPI) -> AsyncIterator[Any]:
-    """`await browser(email)`: a new client signed in as that user (its own cookies)."""
-    clients: list[httpx.AsyncClient] = []
-
-    async def open_as(email: str) -> httpx.AsyncClient:
-        http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://acme.localhost"
-        )
-        clients.append(http)
-        assert (await login(http, email)).status_code == 303
-        return http
-
-    yield open_as
-    for http in clients:
-        await http.aclose()
 
 
 async def _engineer_needing_approval(runtime: Runtime, world: World) -> None:

@@ -14,7 +14,7 @@ from steward.server.accounts.principal import Principal
 from steward.server.deps import AuditorDep, RuntimeDep, SessionDep, require
 from steward.server.devices.access import device_for
 from steward.server.files import backups, service
-from steward.server.files.policy import Policy, load_policy, save_policy
+from steward.server.files.policy import Policy, change_policy, load_policy
 from steward.server.files.routes import audited, open_files, work_then_commit
 from steward.server.files.schemas import (
     BackupCreate,
@@ -114,9 +114,7 @@ async def put_file_policy(
     session: SessionDep,
     auditor: AuditorDep,
 ) -> FilePolicyPublic:
-    policy = await save_policy(session, Policy(**body.model_dump()), principal.actor)
-    await session.commit()
-    await auditor("file.policy.update", risk="high", detail=body.model_dump())
+    policy = await change_policy(session, auditor, Policy(**body.model_dump()), principal.actor)
     return _public(policy)
 
 

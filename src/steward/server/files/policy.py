@@ -12,13 +12,16 @@ import ntpath
 import posixpath
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
 from urllib.parse import unquote
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from steward.protocol.streams import MAX_PATH_CHARS
+from steward.server.audit.auditor import Auditor
 from steward.server.db.base import utcnow
 from steward.server.errors import InvalidInput, PermissionDenied
 from steward.server.files.models import FilePolicy
@@ -79,9 +82,9 @@ async def load_policy(session: AsyncSession) -> Policy:
 async def save_policy(session: AsyncSession, policy: Policy, updated_by: str) -> Policy:
     """Replace the bound tenant's policy (roots checked: no system directory unless allowed)."""
     policy = Policy(
-        linux_roots=tuple(_checked_root(r, False, policy.allow_system_dirs)
+        linux_roots=tuple(check_root(r, windows=False, allow_system=policy.allow_system_dirs)
                           for r in policy.linux_roots),
-        windows_roots=tuple(_checked_root(r, True, policy.allow_system_dirs)
+        windows_roots=tuple(check_root(r, windows=True, allow_system=policy.allow_system_dirs)
                             for r in policy.windows_roots),
         **{name: getattr(policy, name) for name in _LIMITS},
     )  # fmt: skip
@@ -99,6 +102,27 @@ async def save_policy(session: AsyncSession, policy: Policy, updated_by: str) ->
     return policy
 
 
+async def change_policy(
+    session: AsyncSession, auditor: Auditor, policy: Policy, updated_by: str
+) -> Policy:
+    """`save_policy`, committed, then audited (`file.policy.update`, with the values sent):
+    what the API and the console both do."""
+    saved = await save_policy(session, policy, updated_by)
+    await session.commit()
+    await auditor("file.policy.update", risk="high", detail=_detail(policy))
+    return saved
+
+
+def _detail(policy: Policy) -> dict[str, Any]:
+    values = {f.name: getattr(policy, f.name) for f in fields(policy)}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+async def policy_updated_at(session: AsyncSession) -> datetime | None:
+    """When the bound tenant last changed its policy (None: never, the defaults apply)."""
+    return await session.scalar(select(FilePolicy.updated_at))
+
+
 _LIMITS = (
     "allow_system_dirs",
     "max_upload_bytes",
@@ -109,7 +133,9 @@ _LIMITS = (
 )
 
 
-def _checked_root(root: str, windows: bool, allow_system: bool) -> str:
+def check_root(root: str, *, windows: bool, allow_system: bool) -> str:
+    """`root` normalised, if it may be a root: `unsafe_path` when malformed (see
+    `check_syntax`), `system_directory` when the OS's own and they are not allowed."""
     normal = check_syntax(root, windows=windows)
     lowered = normal.lower() if windows else normal
     system = _WINDOWS_SYSTEM if windows else _LINUX_SYSTEM

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from steward.server.audit.auditor import Auditor
 from steward.server.db.base import utcnow
 from steward.server.terminal.models import TerminalPolicy
 from steward.server.terminal.schemas import TerminalPolicyPublic, TerminalPolicyUpdate
@@ -29,3 +32,20 @@ async def update_policy(
     row.updated_by = actor[:254]
     await session.flush()
     return TerminalPolicyPublic.model_validate(row)
+
+
+async def change_policy(
+    session: AsyncSession, auditor: Auditor, update: TerminalPolicyUpdate, actor: str
+) -> TerminalPolicyPublic:
+    """Store the policy (committed), then audit it (`terminal.policy_update`)."""
+    saved = await update_policy(session, update, actor)
+    await session.commit()
+    await auditor(
+        "terminal.policy_update", target="terminal-policy", detail=saved.model_dump(mode="json")
+    )
+    return saved
+
+
+async def policy_updated_at(session: AsyncSession) -> datetime | None:
+    """When the bound tenant last changed its policy (None: never, the defaults apply)."""
+    return await session.scalar(select(TerminalPolicy.updated_at))

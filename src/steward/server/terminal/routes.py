@@ -17,7 +17,7 @@ from steward.server.accounts.principal import Principal
 from steward.server.deps import AuditorDep, RuntimeDep, SessionDep, require
 from steward.server.terminal import service
 from steward.server.terminal.models import TerminalSession
-from steward.server.terminal.policy import get_policy, update_policy
+from steward.server.terminal.policy import change_policy, get_policy
 from steward.server.terminal.recording import open_recording, search_recording
 from steward.server.terminal.registry import TerminalRegistry
 from steward.server.terminal.schemas import (
@@ -170,9 +170,4 @@ async def write_policy(
     session: SessionDep,
     auditor: AuditorDep,
 ) -> TerminalPolicyPublic:
-    saved = await update_policy(session, update, principal.actor_name)
-    await session.commit()
-    await auditor(
-        "terminal.policy_update", target="terminal-policy", detail=saved.model_dump(mode="json")
-    )
-    return saved
+    return await change_policy(session, auditor, update, principal.actor_name)

@@ -16,6 +16,7 @@ from steward.server.web import (
     commands,
     devices,
     enroll,
+    file_settings,
     files,
     groups,
     invite,
@@ -25,6 +26,7 @@ from steward.server.web import (
     scripts,
     security_settings,
     terminal,
+    terminal_settings,
     users,
 )
 from steward.server.web.templating import Templates
@@ -50,6 +52,8 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(organisation.router)
     app.include_router(security_settings.router)
     app.include_router(command_policy.router)
+    app.include_router(terminal_settings.router)
+    app.include_router(file_settings.router)
     app.include_router(scripts.router)
     app.include_router(account.router)
     app.include_router(account_mfa.router)

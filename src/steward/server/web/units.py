@@ -1,0 +1,29 @@
+"""Whole numbers that a settings form shows in a bigger unit (bytes as MiB, seconds as minutes),
+exactly both ways: 1536 bytes is shown as 0.00146484375 MiB and comes back as 1536."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+MIB = 1024 * 1024
+MINUTE = 60
+# More digits than any limit of the forms: a larger number is refused before it is multiplied
+# (an exponent such as 1e999999999 would otherwise build a huge integer).
+_MAX_DIGITS = 15
+
+
+def in_units(value: int, unit: int) -> str:
+    """`value` divided by `unit`, without rounding and without trailing zeros."""
+    return format((Decimal(value) / Decimal(unit)).normalize(), "f")
+
+
+def from_units(text: str, unit: int) -> int | None:
+    """The whole number that `text` (a count of `unit`, decimals allowed) stands for, rounded
+    to the nearest; None when `text` is not a number of sensible size."""
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or number.adjusted() >= _MAX_DIGITS:
+        return None
+    return int((number * unit).to_integral_value(ROUND_HALF_UP))
