@@ -25,7 +25,7 @@ from steward.server.files.schemas import FilePolicyPublic
 from steward.server.web.account import page_auditor
 from steward.server.web.i18n import N_
 from steward.server.web.page import Page, PageRoute, require_page
-from steward.server.web.units import MIB, from_units, in_units
+from steward.server.web.units import MIB, failed_field, from_form, in_units
 
 Admin = Annotated[Page, require_page(P.TENANT_MANAGE)]
 
@@ -127,23 +127,14 @@ async def save_file_settings(
         "backup_keep_versions": backup_keep_versions.strip(),
         "backup_keep_days": backup_keep_days.strip(),
     }
-    raw: dict[str, Any] = {
+    raw = from_form(values, IN_MIB, MIB) | {
         "linux_roots": _lines(linux_roots),
         "windows_roots": _lines(windows_roots),
-        "allow_system_dirs": values["allow_system_dirs"],
-        "backup_keep_versions": values["backup_keep_versions"],
-        "backup_keep_days": values["backup_keep_days"],
     }
-    for form_field, size in IN_MIB.items():
-        # Not a number: the text itself, which the schema refuses for that field.
-        converted = from_units(values[form_field], MIB)
-        raw[size] = values[form_field] if converted is None else converted
     try:
         body = FilePolicyPublic.model_validate(raw)
     except ValidationError as exc:
-        loc = exc.errors()[0]["loc"]
-        field = str(loc[0]) if loc else ""
-        field = next((f for f, s in IN_MIB.items() if s == field), field)
+        field = failed_field(exc, IN_MIB)
         message = page.gettext(FIELD_ERRORS.get(field, INVALID))
         return await _form(page, session, values, error=message, error_field=field, status=422)
     for form_field, windows in ROOTS.items():

@@ -17,7 +17,7 @@ from steward.server.terminal.schemas import TerminalPolicyPublic, TerminalPolicy
 from steward.server.web.account import page_auditor
 from steward.server.web.i18n import N_
 from steward.server.web.page import Page, PageRoute, require_page
-from steward.server.web.units import MINUTE, from_units, in_units
+from steward.server.web.units import MINUTE, failed_field, from_form, in_units
 
 Admin = Annotated[Page, require_page(P.TENANT_MANAGE)]
 
@@ -99,17 +99,10 @@ async def save_terminal_settings(
         "recording_failure_policy": recording_failure_policy,
         "require_step_up": bool(require_step_up),
     }
-    raw = {k: v for k, v in values.items() if k not in IN_MINUTES}
-    for form_field, seconds in IN_MINUTES.items():
-        # Not a number: the text itself, which the schema refuses for that field.
-        converted = from_units(values[form_field], MINUTE)
-        raw[seconds] = values[form_field] if converted is None else converted
     try:
-        update = TerminalPolicyUpdate.model_validate(raw)
+        update = TerminalPolicyUpdate.model_validate(from_form(values, IN_MINUTES, MINUTE))
     except ValidationError as exc:
-        loc = exc.errors()[0]["loc"]
-        field = str(loc[0]) if loc else ""
-        field = next((f for f, s in IN_MINUTES.items() if s == field), field)
+        field = failed_field(exc, IN_MINUTES)
         message = page.gettext(FIELD_ERRORS.get(field, INVALID))
         return await _form(page, session, values, error=message, error_field=field, status=422)
     await change_policy(session, page_auditor(page, runtime), update, page.me.actor_name)
